@@ -1,0 +1,44 @@
+"""jaxem: generic Expectation-Maximization in JAX.
+
+Declare a latent-variable model as a joint log-density; jaxem derives the
+E-step (enumeration, forward-backward) and the M-step (a registered closed form,
+otherwise gradient ascent with optax) and runs the whole fit as one compiled
+``lax.while_loop`` that works under ``jax.jit`` and ``jax.vmap``.
+"""
+
+from importlib import metadata as _metadata
+
+from . import constraints as constraints
+from . import models as models
+from ._fit import FitResult as FitResult
+from ._fit import Status as Status
+from ._fit import fit as fit
+from ._fit import has_converged as has_converged
+from ._fit import log_likelihood as log_likelihood
+from ._fit import posterior as posterior
+from ._latent import Categorical as Categorical
+from ._model import ClosedForm as ClosedForm
+from ._model import LatentModel as LatentModel
+from ._mstep import m_step as m_step
+from .estimators import BinomialMixture as BinomialMixture
+
+try:
+    __version__ = _metadata.version("jaxem")
+except _metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BinomialMixture",
+    "Categorical",
+    "ClosedForm",
+    "FitResult",
+    "LatentModel",
+    "Status",
+    "constraints",
+    "fit",
+    "has_converged",
+    "log_likelihood",
+    "m_step",
+    "models",
+    "posterior",
+]

@@ -1,0 +1,292 @@
+"""The EM fit loop, and inference helpers (``posterior``, ``log_likelihood``)."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import _mstep, _validation
+from . import constraints as _constraints
+from ._latent import EStep
+from ._model import LatentModel
+
+
+class Status(enum.IntEnum):
+    """Why a fit stopped (``FitResult.status``)."""
+
+    CONVERGED = 0
+    """The change of average log-likelihood fell below ``tol``."""
+    MAX_ITER = 1
+    """``max_iter`` iterations ran without meeting ``tol``."""
+    NONFINITE = 2
+    """A log-likelihood was NaN or infinite; the last finite params are returned."""
+
+
+class FitResult(NamedTuple):
+    """The outcome of :func:`fit` (a pytree: it jits and vmaps).
+
+    Attributes:
+        params: fitted parameters (the params pytree). For a ``NONFINITE`` stop,
+            the last parameters whose log-likelihood was finite.
+        log_likelihood: scalar total (weighted) log marginal likelihood of
+            ``params``.
+        history: (max_iter,) total log-likelihood after each iteration's E-step
+            (history[i] is that of the parameters after i M-steps), NaN after
+            the last iteration.
+        n_iter: number of iterations run (each an E-step and an M-step).
+        converged: True when the stopping rule was met.
+        status: a :class:`Status` code (0 converged, 1 max_iter, 2 non-finite).
+    """
+
+    params: Any
+    log_likelihood: jax.Array
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    status: jax.Array
+
+
+class _FitState(NamedTuple):
+    params: Any
+    estep: EStep
+    iteration: jax.Array
+    history: jax.Array
+    previous: jax.Array
+    converged: jax.Array
+    status: jax.Array
+
+
+def has_converged(log_likelihood, previous, num_observations, tol):
+    """The stopping rule shared by ``fit`` and the estimators.
+
+    True when the change of the average log-likelihood per observation (per
+    time step for chains) between two iterations is below ``tol``.
+    """
+    return jnp.abs(log_likelihood - previous) < tol * num_observations
+
+
+def _e_step(model, params, data, weights, lengths) -> EStep:
+    return model.latent.e_step(model, params, data, weights, lengths)
+
+
+_e_step_jit = jax.jit(_e_step, static_argnames="model")
+
+
+def _select(pred, on_true, on_false):
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "model",
+        "max_iter",
+        "m_step_optimizer",
+        "m_step_iters",
+        "frozen",
+        "callback",
+    ),
+)
+def _fit(
+    model,
+    params0,
+    data,
+    weights,
+    lengths,
+    tol,
+    *,
+    max_iter,
+    m_step_optimizer,
+    m_step_iters,
+    frozen,
+    callback,
+):
+    n = model.latent.num_observations(data, weights, lengths)
+    estep0 = _e_step(model, params0, data, weights, lengths)
+    dtype = estep0.log_likelihood.dtype
+    nonfinite = ~jnp.isfinite(estep0.log_likelihood)
+    state = _FitState(
+        params=params0,
+        estep=estep0,
+        iteration=jnp.asarray(0),
+        history=jnp.full((max_iter,), jnp.nan, dtype),
+        previous=jnp.asarray(jnp.nan, dtype),
+        converged=jnp.asarray(False),
+        status=jnp.where(nonfinite, Status.NONFINITE, Status.MAX_ITER),
+    )
+
+    def cond(s):
+        return (s.iteration < max_iter) & ~s.converged & (s.status != Status.NONFINITE)
+
+    def body(s):
+        ll = s.estep.log_likelihood
+        if callback is not None:
+            jax.debug.callback(callback, s.iteration, ll, ordered=False)
+        converged = (s.iteration > 0) & has_converged(ll, s.previous, n, tol)
+        params = _mstep.m_step(
+            model,
+            s.params,
+            data,
+            s.estep.posterior,
+            weights,
+            lengths,
+            frozen=frozen,
+            optimizer=m_step_optimizer,
+            num_iters=m_step_iters,
+        )
+        estep = _e_step(model, params, data, weights, lengths)
+        bad = ~jnp.isfinite(estep.log_likelihood)
+        return _FitState(
+            params=_select(bad, s.params, params),
+            estep=_select(bad, s.estep, estep),
+            iteration=s.iteration + 1,
+            history=s.history.at[s.iteration].set(ll),
+            previous=ll,
+            converged=converged & ~bad,
+            status=jnp.where(
+                bad,
+                Status.NONFINITE,
+                jnp.where(converged, Status.CONVERGED, Status.MAX_ITER),
+            ),
+        )
+
+    s = jax.lax.while_loop(cond, body, state)
+    return FitResult(
+        params=s.params,
+        log_likelihood=s.estep.log_likelihood,
+        history=s.history,
+        n_iter=s.iteration,
+        converged=s.converged,
+        status=s.status.astype(jnp.int32),
+    )
+
+
+def fit(
+    model: LatentModel,
+    params0: Any,
+    data: Any,
+    *,
+    weights: Any = None,
+    lengths: Any = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    m_step_optimizer: optax.GradientTransformation | None = None,
+    m_step_iters: int | None = None,
+    frozen: tuple[str, ...] = (),
+    callback: Callable[[Any, Any], None] | None = None,
+) -> FitResult:
+    """Fit ``model`` by EM from ``params0``, as one compiled ``lax.while_loop``.
+
+    Each iteration runs an E-step (posterior and log-likelihood at the current
+    parameters), tests convergence, then runs an M-step. The log-likelihood
+    never decreases from one iteration to the next beyond round-off.
+
+    Args:
+        model: a ``LatentModel``.
+        params0: initial parameters, a pytree of arrays inside the constraints.
+        data: array or pytree of arrays; leading axis N for ``Categorical``,
+            leading axes (B, T) for ``MarkovChain``.
+        weights: optional non-negative (N,) (or (B,) per-sequence) weights.
+        lengths: (B,) valid lengths of padded sequences (``MarkovChain`` only).
+        max_iter: maximum number of iterations (static).
+        tol: stop when the average log-likelihood per observation (per time step
+            for chains) changes by less than ``tol``.
+        m_step_optimizer: optax optimiser for the gradient M-step (default
+            ``optax.lbfgs()``).
+        m_step_iters: bound on optimiser steps per M-step (default 50).
+        frozen: top-level keys of a dict ``params0`` held fixed during the fit.
+        callback: optional host function ``callback(iteration, log_likelihood)``
+            called each iteration through ``jax.debug.callback`` (progress).
+
+    Returns:
+        A :class:`FitResult`; ``history`` has shape (max_iter,).
+
+    Raises:
+        ValueError: for bad inputs (when called with concrete arrays): non-finite
+            data, wrong rank or feature count, fewer observations than latent
+            values, bad weights or lengths, ``params0`` outside its constraints.
+
+    Examples:
+        >>> import jax.numpy as jnp, jax.scipy.stats as st, jaxem
+        >>> def log_joint(params, x, z):
+        ...     return jnp.log(0.5) + st.binom.logpmf(x, 10, params["p"][z])
+        >>> coins = jaxem.LatentModel(
+        ...     log_joint, jaxem.Categorical(2),
+        ...     constraints={"p": jaxem.constraints.unit_interval})
+        >>> heads = jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])
+        >>> result = jaxem.fit(coins, {"p": jnp.array([0.6, 0.5])}, heads,
+        ...                    max_iter=10, tol=0.0)
+        >>> [round(float(p), 2) for p in result.params["p"]]
+        [0.8, 0.52]
+    """
+    if not isinstance(model, LatentModel):
+        raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r}")
+    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter: expected a positive int, got {max_iter!r}")
+    if m_step_iters is not None and (
+        not isinstance(m_step_iters, numbers.Integral) or m_step_iters < 1
+    ):
+        raise ValueError(
+            f"m_step_iters: expected a positive int, got {m_step_iters!r}"
+        )
+    frozen = tuple(frozen)
+    if _validation.is_concrete(params0, data, weights, lengths, tol):
+        _validate(model, params0, data, weights, lengths, tol, frozen)
+    data = jax.tree.map(jnp.asarray, data)
+    params0 = jax.tree.map(jnp.asarray, params0)
+    if weights is not None:
+        weights = jnp.asarray(weights)
+    if lengths is not None:
+        lengths = jnp.asarray(lengths)
+    return _fit(
+        model,
+        params0,
+        data,
+        weights,
+        lengths,
+        jnp.asarray(tol),
+        max_iter=int(max_iter),
+        m_step_optimizer=m_step_optimizer,
+        m_step_iters=m_step_iters,
+        frozen=frozen,
+        callback=callback,
+    )
+
+
+def _validate(model, params0, data, weights, lengths, tol, frozen):
+    tol_value = float(tol)
+    if not (tol_value >= 0 and tol_value != float("inf")):
+        raise ValueError(f"tol: expected a finite non-negative number, got {tol!r}")
+    if frozen:
+        if not isinstance(params0, dict):
+            raise ValueError("frozen: needs params0 to be a dict of parameters")
+        unknown = [k for k in frozen if k not in params0]
+        if unknown:
+            raise ValueError(f"frozen: {unknown} are not keys of params0")
+    model.latent.validate(model, data, weights, lengths)
+    _constraints.check_params(model.constraints, params0, "params0")
+
+
+def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
+    """Posterior of the latent variables under ``params``.
+
+    Returns:
+        ``Categorical``: (N, K) responsibilities whose rows sum to 1.
+        ``MarkovChain``: a ``ChainPosterior`` with ``marginals`` (B, T, K) and
+        ``transitions`` (B, K, K) expected transition counts.
+    """
+    return _e_step_jit(model, params, data, None, lengths).posterior
+
+
+def log_likelihood(
+    model: LatentModel, params: Any, data: Any, *, weights=None, lengths=None
+) -> jax.Array:
+    """Total (weighted) log marginal likelihood ``sum_n log p(x_n | params)``."""
+    return _e_step_jit(model, params, data, weights, lengths).log_likelihood

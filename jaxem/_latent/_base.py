@@ -1,0 +1,32 @@
+"""What every latent structure provides (see ``Categorical`` for the template).
+
+A latent structure is a small frozen dataclass with ``num_values`` and:
+
+- ``e_step(model, params, data, weights, lengths) -> EStep``
+- ``expected_log_joint(model, params, data, posterior, weights, lengths) -> Q``
+- ``num_observations(data, weights, lengths)``: the count ``tol`` is relative to
+- ``validate(model, data, weights, lengths)``: host-side ``ValueError`` checks
+- ``check_log_joint(log_joint)``: checks the declared density's form
+- ``num_batch_axes``: leading axes of ``data`` (1 for N, 2 for (B, T)).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+
+class EStep(NamedTuple):
+    """Result of an E-step.
+
+    Attributes:
+        posterior: the latent posterior: (N, K) responsibilities for
+            ``Categorical``; a ``ChainPosterior`` for ``MarkovChain``.
+        log_likelihood: scalar total (weighted) log marginal likelihood.
+        per_item: per-observation (N,) or per-sequence (B,) log-likelihoods.
+    """
+
+    posterior: Any
+    log_likelihood: jax.Array
+    per_item: jax.Array

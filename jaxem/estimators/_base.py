@@ -1,0 +1,175 @@
+"""Host-side machinery shared by the scikit-learn-style estimators.
+
+Estimators are thin: they validate numpy input, build initial parameters for
+``n_init`` restarts, run all restarts as ONE vmapped, jitted ``jaxem.fit``,
+keep the best, and expose fitted attributes. Nothing here runs per iteration.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _fit as _fitmod
+from .. import _validation
+
+
+class ConvergenceWarning(UserWarning):
+    """The best restart did not meet ``tol`` within the iteration budget."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+class FitError(RuntimeError):
+    """A fit stopped on a non-finite log-likelihood in every restart."""
+
+
+@functools.partial(
+    jax.jit, static_argnames=("model", "max_iter", "frozen", "callback")
+)
+def fit_restarts(
+    model, params0, data, weights, lengths, tol, *, max_iter, frozen=(), callback=None
+):
+    """Run ``jaxem.fit`` for a stack of initial parameters (leading axis R).
+
+    All restarts run as one vmapped program; returns a batched ``FitResult``.
+    """
+
+    def one(p):
+        return _fitmod.fit(
+            model,
+            p,
+            data,
+            weights=weights,
+            lengths=lengths,
+            max_iter=max_iter,
+            tol=tol,
+            frozen=frozen,
+            callback=callback,
+        )
+
+    return jax.vmap(one)(params0)
+
+
+def best_restart(results: _fitmod.FitResult) -> int:
+    """Index of the restart with the highest finite log-likelihood."""
+    ll = np.asarray(results.log_likelihood, dtype=np.float64)
+    finite = np.isfinite(ll)
+    if not finite.any():
+        raise FitError(
+            "every restart stopped on a non-finite log-likelihood (NaN or inf); "
+            "check the data scale, reg_covar, or the initial parameters"
+        )
+    return int(np.argmax(np.where(finite, ll, -np.inf)))
+
+
+def take(tree: Any, index: int) -> Any:
+    """The ``index``-th entry along the leading axis of every leaf."""
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def check_random_state(random_state) -> jax.Array:
+    """A JAX key from None, an int, a numpy Generator/RandomState or a key."""
+    if random_state is None:
+        seed = np.random.randint(0, 2**31 - 1)
+    elif isinstance(random_state, numbers.Integral):
+        seed = int(random_state)
+    elif isinstance(random_state, np.random.RandomState):
+        seed = random_state.randint(0, 2**31 - 1)
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(0, 2**31 - 1))
+    elif isinstance(random_state, jax.Array):
+        return random_state
+    else:
+        raise ValueError(
+            f"random_state: expected None, an int or a numpy random generator, got "
+            f"{random_state!r}"
+        )
+    return jax.random.key(seed)
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_tol(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    if not (value >= 0 and np.isfinite(value)):
+        raise ValueError(f"{name}: expected a finite non-negative number, got {value}")
+    return float(value)
+
+
+def check_array(
+    name: str, X, *, ndim: int = 2, min_rows: int = 1, n_features: int | None = None
+) -> np.ndarray:
+    """Validate a numpy-like input; keep float32/float64, else cast to float64."""
+    try:
+        arr = np.asarray(X)
+    except Exception as err:  # ragged nested lists, objects
+        raise ValueError(f"{name}: cannot be read as a numeric array ({err})") from err
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-D array, got shape {arr.shape}"
+            + (" (reshape a single feature with X.reshape(-1, 1))" if ndim == 2 and
+               arr.ndim == 1 else "")
+        )
+    _validation.check_finite(name, arr)
+    if arr.shape[0] < min_rows:
+        raise ValueError(
+            f"{name}: {arr.shape[0]} sample(s) is fewer than the required {min_rows}"
+        )
+    if n_features is not None and ndim == 2 and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name}: has {arr.shape[1]} features, but the estimator expects "
+            f"{n_features}"
+        )
+    return arr
+
+
+def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=dtype)
+    _validation.check_weights("sample_weight", w, n)
+    return w
+
+
+def warn_not_converged(name: str, n_init: int) -> None:
+    warnings.warn(
+        f"{name}: the best of {n_init} initialisation(s) did not converge; try a "
+        "larger max_iter, a looser tol, or check the data.",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+
+
+def progress_printer(prefix: str):
+    """A simple ``callback(iteration, log_likelihood)`` that prints each step."""
+
+    def callback(iteration, log_likelihood):
+        it = np.asarray(iteration).ravel()
+        ll = np.asarray(log_likelihood).ravel()
+        print(f"{prefix} iteration {int(it.max()):4d}  log-likelihood {ll.max():.6f}")
+
+    return callback
+
+
+def as_jax(x, dtype=None):
+    return None if x is None else jnp.asarray(x, dtype=dtype)

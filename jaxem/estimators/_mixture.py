@@ -53,7 +53,8 @@ class MixtureEstimator:
         model = self._model()
         warm = getattr(self, "warm_start", False) and self._is_fitted()
         if warm:
-            params0 = jax.tree.map(lambda a: a[None], self._attributes_to_params(X.dtype))
+            params = self._attributes_to_params(X.dtype)
+            params0 = jax.tree.map(lambda a: a[None], params)
             n_init = 1
         else:
             n_init = self.n_init

@@ -1,0 +1,117 @@
+"""One registry of models that drives the shared property tests.
+
+Each ``ModelCase`` builds a model, a dataset and initial parameters. The
+property tests (tests/test_registry.py) check for every case: the history is
+non-decreasing, the fit runs under jit and under vmap over restarts, and
+posteriors are normalised. Add a case here when a model lands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.stats as st
+import numpy as np
+
+import jaxem
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCase:
+    name: str
+    model: Callable[[], jaxem.LatentModel]
+    data: Callable[[], dict[str, Any]]  # kwargs of fit: data (and lengths, ...)
+    params0: Callable[[jax.Array], Any]  # one restart's params from a key
+
+
+def _coin_data():
+    return {"data": jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])}
+
+
+def _coin_user_model():
+    def log_joint(params, x, z):
+        return jnp.log(params["weights"][z]) + st.binom.logpmf(x, 10, params["p"][z])
+
+    return jaxem.LatentModel(
+        log_joint,
+        jaxem.Categorical(2),
+        constraints={
+            "weights": jaxem.constraints.simplex,
+            "p": jaxem.constraints.unit_interval,
+        },
+    )
+
+
+_COIN_USER = _coin_user_model()
+
+
+def _coin_params(key):
+    p = jax.random.uniform(key, (2,), minval=0.3, maxval=0.7)
+    return {"weights": jnp.array([0.5, 0.5]), "p": p}
+
+
+def poisson_mixture_model(closed_form: bool) -> jaxem.LatentModel:
+    """A user-declared Poisson mixture; optionally a partial ClosedForm (rates)."""
+
+    def log_joint(params, x, z):
+        return jnp.log(params["weights"][z]) + st.poisson.logpmf(x, params["rates"][z])
+
+    def stats(data, resp, weights):
+        if weights is not None:
+            resp = resp * weights[:, None]
+        return {"n": resp.sum(0), "sx": resp.T @ data}
+
+    def update(s, params):
+        return {"rates": s["sx"] / s["n"]}
+
+    return jaxem.LatentModel(
+        log_joint,
+        jaxem.Categorical(3),
+        constraints={
+            "weights": jaxem.constraints.simplex,
+            "rates": jaxem.constraints.positive,
+        },
+        m_step=jaxem.ClosedForm(stats, update) if closed_form else None,
+    )
+
+
+POISSON_PARTIAL = poisson_mixture_model(True)
+POISSON_GRADIENT = poisson_mixture_model(False)
+
+
+def poisson_data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    return rng.poisson(np.array([1.0, 6.0, 15.0])[z]).astype(np.float64)
+
+
+def _poisson_params(key):
+    rates = jnp.sort(jax.random.uniform(key, (3,), minval=0.5, maxval=20.0))
+    return {"weights": jnp.full(3, 1 / 3), "rates": rates}
+
+
+CASES = [
+    ModelCase(
+        "binomial_mixture",
+        lambda: jaxem.models.binomial_mixture(2, 10),
+        _coin_data,
+        _coin_params,
+    ),
+    ModelCase("coins_gradient", lambda: _COIN_USER, _coin_data, _coin_params),
+    ModelCase(
+        "poisson_partial",
+        lambda: POISSON_PARTIAL,
+        lambda: {"data": jnp.asarray(poisson_data())},
+        _poisson_params,
+    ),
+    ModelCase(
+        "poisson_gradient",
+        lambda: POISSON_GRADIENT,
+        lambda: {"data": jnp.asarray(poisson_data())},
+        _poisson_params,
+    ),
+]

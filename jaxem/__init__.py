@@ -9,6 +9,7 @@ otherwise gradient ascent with optax) and runs the whole fit as one compiled
 from importlib import metadata as _metadata
 
 from . import constraints as constraints
+from . import data as data
 from . import models as models
 from ._fit import FitResult as FitResult
 from ._fit import Status as Status
@@ -16,6 +17,9 @@ from ._fit import fit as fit
 from ._fit import has_converged as has_converged
 from ._fit import log_likelihood as log_likelihood
 from ._fit import posterior as posterior
+from ._io import Saved as Saved
+from ._io import load as load
+from ._io import save as save
 from ._latent import Categorical as Categorical
 from ._model import ClosedForm as ClosedForm
 from ._model import LatentModel as LatentModel
@@ -33,12 +37,16 @@ __all__ = [
     "ClosedForm",
     "FitResult",
     "LatentModel",
+    "Saved",
     "Status",
     "constraints",
+    "data",
     "fit",
     "has_converged",
+    "load",
     "log_likelihood",
     "m_step",
     "models",
     "posterior",
+    "save",
 ]

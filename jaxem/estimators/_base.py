@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _fit as _fitmod
-from .. import _validation
+from .. import _progress, _validation
 
 
 class ConvergenceWarning(UserWarning):
@@ -160,15 +160,15 @@ def warn_not_converged(name: str, n_init: int) -> None:
     )
 
 
-def progress_printer(prefix: str):
-    """A simple ``callback(iteration, log_likelihood)`` that prints each step."""
+def progress_printer(prefix: str, total: int | None = None):
+    """A progress display for ``verbose`` fits (tqdm bar, else printed lines).
 
-    def callback(iteration, log_likelihood):
-        it = np.asarray(iteration).ravel()
-        ll = np.asarray(log_likelihood).ravel()
-        print(f"{prefix} iteration {int(it.max()):4d}  log-likelihood {ll.max():.6f}")
-
-    return callback
+    The returned ``jaxem._progress.ProgressBar`` is a ``callback(iteration,
+    log_likelihood)`` and, better, a context manager: ``with progress_printer(
+    name, max_iter) as callback:`` gives a callback of fixed identity, so
+    verbose fits do not recompile, and closes the bar at the end.
+    """
+    return _progress.ProgressBar(prefix, total)
 
 
 def as_jax(x, dtype=None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import jax
@@ -9,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _fit as _fitmod
+from .._io import SaveLoadMixin
 from . import _base
 
 
-class MixtureEstimator:
+class MixtureEstimator(SaveLoadMixin):
     """Shared ``fit``/``predict``/``score`` logic over a prebuilt mixture model.
 
     Subclasses implement:
@@ -61,19 +63,22 @@ class MixtureEstimator:
             keys = jax.random.split(_base.check_random_state(self.random_state), n_init)
             params0 = jax.vmap(lambda k: self._init_params(k, data, weights))(keys)
         model.latent.validate(model, data, weights)
-        callback = (
-            _base.progress_printer(self._name) if getattr(self, "verbose", 0) else None
+        progress = (
+            _base.progress_printer(self._name, self.max_iter)
+            if getattr(self, "verbose", 0)
+            else contextlib.nullcontext()
         )
-        results = _base.fit_restarts(
-            model,
-            params0,
-            data,
-            weights,
-            None,
-            jnp.asarray(self.tol, X.dtype),
-            max_iter=self.max_iter,
-            callback=callback,
-        )
+        with progress as callback:
+            results = _base.fit_restarts(
+                model,
+                params0,
+                data,
+                weights,
+                None,
+                jnp.asarray(self.tol, X.dtype),
+                max_iter=self.max_iter,
+                callback=callback,
+            )
         best = _base.best_restart(results)
         result = _base.take(results, best)
         self._set_fit_result(result, model.latent.num_observations(data, weights))

@@ -1,0 +1,65 @@
+"""Doctests of jaxem's docstrings, and the documentation site's strict build."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pathlib
+import pkgutil
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import jaxem
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _modules():
+    names = ["jaxem"]
+    for info in pkgutil.walk_packages(jaxem.__path__, "jaxem."):
+        if info.name in ("jaxem.__main__",) or info.name.startswith("jaxem.data._"):
+            continue
+        names.append(info.name)
+    return names
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_doctests(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    )
+    tests = [t for t in finder.find(module, name) if t.examples]
+    for test in tests:
+        runner.run(test)
+    failed, _ = runner.summarize(verbose=False)
+    assert failed == 0, f"{failed} doctest example(s) failed in {name}"
+
+
+def test_every_public_function_has_an_example():
+    missing = []
+    for name in jaxem.__all__:
+        obj = getattr(jaxem, name)
+        if callable(obj) and not isinstance(obj, type(jaxem)):
+            if not (obj.__doc__ or "").strip():
+                missing.append(name)
+    assert not missing, f"public names without a docstring: {missing}"
+
+
+@pytest.mark.skipif(shutil.which("mkdocs") is None, reason="mkdocs not installed")
+def test_mkdocs_build_strict(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+         str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / "site" / "index.html").exists()

@@ -233,9 +233,7 @@ def fit(
     if m_step_iters is not None and (
         not isinstance(m_step_iters, numbers.Integral) or m_step_iters < 1
     ):
-        raise ValueError(
-            f"m_step_iters: expected a positive int, got {m_step_iters!r}"
-        )
+        raise ValueError(f"m_step_iters: expected a positive int, got {m_step_iters!r}")
     frozen = tuple(frozen)
     if _validation.is_concrete(params0, data, weights, lengths, tol):
         _validate(model, params0, data, weights, lengths, tol, frozen)

@@ -10,9 +10,7 @@ import numpy as np
 
 def is_concrete(*trees: Any) -> bool:
     """True when no leaf of ``trees`` is a tracer (so values can be inspected)."""
-    return not any(
-        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees)
-    )
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
 
 
 def check_finite(name: str, value: Any) -> None:
@@ -80,9 +78,7 @@ def check_weights(name: str, weights: Any, expected_len: int) -> None:
         return
     w = np.asarray(weights)
     if w.ndim != 1 or w.shape[0] != expected_len:
-        raise ValueError(
-            f"{name}: expected shape ({expected_len},), got {w.shape}"
-        )
+        raise ValueError(f"{name}: expected shape ({expected_len},), got {w.shape}")
     check_finite(name, w)
     if np.any(w < 0):
         raise ValueError(f"{name}: must be non-negative, got min {w.min()}")

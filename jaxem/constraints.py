@@ -114,22 +114,23 @@ def _simplex_inverse(x):
     return logx[..., :-1] - logx[..., -1:]
 
 
+_diag_matrix = jnp.vectorize(jnp.diag, signature="(d)->(d,d)")
+
+
 def _pd_forward(u):
     diag = jnp.exp(jnp.diagonal(u, axis1=-2, axis2=-1))
-    chol = jnp.tril(u, -1) + diag[..., None] * jnp.eye(u.shape[-1], dtype=u.dtype)
+    chol = jnp.tril(u, -1) + _diag_matrix(diag)
     return chol @ jnp.swapaxes(chol, -1, -2)
 
 
 def _pd_inverse(x):
     chol = jnp.linalg.cholesky(x)
     logdiag = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1))
-    return jnp.tril(chol, -1) + logdiag[..., None] * jnp.eye(x.shape[-1], dtype=x.dtype)
+    return jnp.tril(chol, -1) + _diag_matrix(logdiag)
 
 
 real = Constraint("real", lambda u: u, lambda x: x, _size, _no_violation)
-positive = Constraint(
-    "positive", jnp.exp, jnp.log, _size, _positive_violation
-)
+positive = Constraint("positive", jnp.exp, jnp.log, _size, _positive_violation)
 unit_interval = Constraint(
     "unit_interval", jax.nn.sigmoid, jax.scipy.special.logit, _size, _unit_violation
 )
@@ -180,9 +181,9 @@ def full_tree(constraints: Any, params: Any) -> Any:
         if len(params) != len(constraints):
             raise ValueError("constraints: length does not match params")
         out = [full_tree(c, p) for c, p in zip(constraints, params, strict=True)]
-        return type(params)(out) if not hasattr(params, "_fields") else type(
-            params
-        )(*out)
+        return (
+            type(params)(out) if not hasattr(params, "_fields") else type(params)(*out)
+        )
     raise ValueError(
         f"constraints: cannot match {type(constraints).__name__} against params "
         f"of type {type(params).__name__}"

@@ -32,9 +32,7 @@ def binomial_mixture(n_components: int, n_trials: int) -> LatentModel:
         ['p', 'weights']
     """
     if not isinstance(n_components, int) or n_components < 1:
-        raise ValueError(
-            f"n_components: expected a positive int, got {n_components!r}"
-        )
+        raise ValueError(f"n_components: expected a positive int, got {n_components!r}")
     if not isinstance(n_trials, int) or n_trials < 1:
         raise ValueError(f"n_trials: expected a positive int, got {n_trials!r}")
 
@@ -44,7 +42,7 @@ def binomial_mixture(n_components: int, n_trials: int) -> LatentModel:
         )
 
     def log_joint_table(params, data):
-        return jnp.log(params["weights"]) + st.binom.logpmf(
+        return jnp.log(params["weights"])[None, :] + st.binom.logpmf(
             data[:, None], n_trials, params["p"][None, :]
         )
 

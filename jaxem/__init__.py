@@ -21,6 +21,10 @@ from ._io import Saved as Saved
 from ._io import load as load
 from ._io import save as save
 from ._latent import Categorical as Categorical
+from ._latent import ChainFactors as ChainFactors
+from ._latent import ChainPosterior as ChainPosterior
+from ._latent import MarkovChain as MarkovChain
+from ._latent import viterbi as viterbi
 from ._model import ClosedForm as ClosedForm
 from ._model import LatentModel as LatentModel
 from ._mstep import m_step as m_step
@@ -49,4 +53,11 @@ __all__ = [
     "models",
     "posterior",
     "save",
+]
+
+__all__ += [
+    "ChainFactors",
+    "ChainPosterior",
+    "MarkovChain",
+    "viterbi",
 ]

@@ -14,6 +14,7 @@ only if Q did not decrease.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import jax
@@ -60,7 +61,7 @@ def m_step(
     fixed = set(frozen)
     if model.m_step is not None:
         stats = model.m_step.stats(data, posterior, weights)
-        update = model.m_step.update(stats, params)
+        update = _closed_form_update(model.m_step.update, stats, params, frozen)
         if isinstance(params, dict) and isinstance(update, dict):
             update = {k: v for k, v in update.items() if k not in frozen}
             new = {**params, **update}
@@ -76,6 +77,17 @@ def m_step(
     return _gradient_m_step(
         model, new, data, posterior, weights, lengths, free, optimizer, num_iters
     )
+
+
+def _closed_form_update(update, stats, params, frozen):
+    """Call ``update(stats, params)``, passing ``frozen`` to updates that take it.
+
+    An update whose leaves depend on each other (a covariance centred on the
+    new means) needs to know which leaves are held fixed to stay an ECM step.
+    """
+    if frozen and "frozen" in inspect.signature(update).parameters:
+        return update(stats, params, frozen=tuple(frozen))
+    return update(stats, params)
 
 
 def _gradient_m_step(

@@ -2,3 +2,7 @@
 
 from ._base import EStep as EStep
 from ._categorical import Categorical as Categorical
+from ._markov_chain import ChainFactors as ChainFactors
+from ._markov_chain import ChainPosterior as ChainPosterior
+from ._markov_chain import MarkovChain as MarkovChain
+from ._markov_chain import viterbi as viterbi

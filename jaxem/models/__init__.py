@@ -3,3 +3,17 @@
 from ._binomial import binomial_mixture as binomial_mixture
 
 __all__ = ["binomial_mixture"]
+
+from ._hmm import categorical_hmm as categorical_hmm  # noqa: E402
+from ._hmm import gaussian_hmm as gaussian_hmm  # noqa: E402
+from ._hmm import hmm_closed_form as hmm_closed_form  # noqa: E402
+from ._hmm import hmm_factors as hmm_factors  # noqa: E402
+from ._hmm import poisson_hmm as poisson_hmm  # noqa: E402
+
+__all__ += [
+    "categorical_hmm",
+    "gaussian_hmm",
+    "hmm_closed_form",
+    "hmm_factors",
+    "poisson_hmm",
+]

@@ -28,7 +28,13 @@ from ._latent import viterbi as viterbi
 from ._model import ClosedForm as ClosedForm
 from ._model import LatentModel as LatentModel
 from ._mstep import m_step as m_step
+from ._selection import SelectionResult as SelectionResult
+from ._selection import select_gaussian_mixture as select_gaussian_mixture
 from .estimators import BinomialMixture as BinomialMixture
+from .estimators import CategoricalHMM as CategoricalHMM
+from .estimators import GaussianHMM as GaussianHMM
+from .estimators import PoissonHMM as PoissonHMM
+from .estimators import GaussianMixture as GaussianMixture
 
 try:
     __version__ = _metadata.version("jaxem")
@@ -40,8 +46,10 @@ __all__ = [
     "Categorical",
     "ClosedForm",
     "FitResult",
+    "GaussianMixture",
     "LatentModel",
     "Saved",
+    "SelectionResult",
     "Status",
     "constraints",
     "data",
@@ -53,11 +61,15 @@ __all__ = [
     "models",
     "posterior",
     "save",
+    "select_gaussian_mixture",
 ]
 
 __all__ += [
     "ChainFactors",
+    "CategoricalHMM",
     "ChainPosterior",
+    "GaussianHMM",
     "MarkovChain",
+    "PoissonHMM",
     "viterbi",
 ]

@@ -9,6 +9,7 @@ posteriors are normalised. Add a case here when a model lands.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -114,4 +115,34 @@ CASES = [
         lambda: {"data": jnp.asarray(poisson_data())},
         _poisson_params,
     ),
+]
+
+
+def gmm_data(n=60, seed=0):
+    """Two small 2-D blobs for the Gaussian mixture cases."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[-2.0, 0.0], [2.0, 1.0]])
+    return centres[rng.integers(0, 2, n)] + rng.normal(size=(n, 2))
+
+
+def _gmm_params(covariance_type):
+    def params0(key):
+        means = jax.random.normal(key, (2, 2)) * 2.0
+        shape = {"full": (2, 2, 2), "tied": (2, 2), "diag": (2, 2), "spherical": (2,)}
+        cov = jnp.ones(shape[covariance_type])
+        if covariance_type in ("full", "tied"):
+            cov = jnp.broadcast_to(jnp.eye(2), shape[covariance_type])
+        return {"weights": jnp.array([0.5, 0.5]), "means": means, "covariances": cov}
+
+    return params0
+
+
+CASES += [
+    ModelCase(
+        f"gaussian_mixture_{ctype}",
+        functools.partial(jaxem.models.gaussian_mixture, 2, 2, ctype),
+        lambda: {"data": jnp.asarray(gmm_data())},
+        _gmm_params(ctype),
+    )
+    for ctype in ("full", "diag", "spherical", "tied")
 ]

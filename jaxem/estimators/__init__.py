@@ -4,10 +4,21 @@ from ._base import ConvergenceWarning as ConvergenceWarning
 from ._base import FitError as FitError
 from ._base import NotFittedError as NotFittedError
 from ._binomial import BinomialMixture as BinomialMixture
+from ._gmm import CollapsedComponentWarning as CollapsedComponentWarning
+from ._gmm import GaussianMixture as GaussianMixture
 
 __all__ = [
     "BinomialMixture",
+    "CollapsedComponentWarning",
+    "GaussianMixture",
     "ConvergenceWarning",
     "FitError",
     "NotFittedError",
 ]
+
+from ._hmm import CategoricalHMM as CategoricalHMM  # noqa: E402
+from ._hmm import ConvergenceMonitor as ConvergenceMonitor  # noqa: E402
+from ._hmm import GaussianHMM as GaussianHMM  # noqa: E402
+from ._hmm import PoissonHMM as PoissonHMM  # noqa: E402
+
+__all__ += ["CategoricalHMM", "ConvergenceMonitor", "GaussianHMM", "PoissonHMM"]

@@ -1,8 +1,10 @@
 """Prebuilt models: ``LatentModel`` factories with closed-form M-steps."""
 
 from ._binomial import binomial_mixture as binomial_mixture
+from ._gmm import collapsed_components as collapsed_components
+from ._gmm import gaussian_mixture as gaussian_mixture
 
-__all__ = ["binomial_mixture"]
+__all__ = ["binomial_mixture", "collapsed_components", "gaussian_mixture"]
 
 from ._hmm import categorical_hmm as categorical_hmm  # noqa: E402
 from ._hmm import gaussian_hmm as gaussian_hmm  # noqa: E402

@@ -33,8 +33,8 @@ from ._selection import select_gaussian_mixture as select_gaussian_mixture
 from .estimators import BinomialMixture as BinomialMixture
 from .estimators import CategoricalHMM as CategoricalHMM
 from .estimators import GaussianHMM as GaussianHMM
-from .estimators import PoissonHMM as PoissonHMM
 from .estimators import GaussianMixture as GaussianMixture
+from .estimators import PoissonHMM as PoissonHMM
 
 try:
     __version__ = _metadata.version("jaxem")

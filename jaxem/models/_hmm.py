@@ -164,6 +164,7 @@ def _chain_init(key, num_states, dtype):
 
 def _sample_chain(key, params, n, emit):
     """One sequence of ``n`` steps: (x (n, ...), z (n,))."""
+    params = jax.tree.map(jnp.asarray, params)
     k0, kz, kx = jax.random.split(key, 3)
     z0 = jax.random.categorical(k0, jnp.log(params["startprob"]))
     log_trans = jnp.log(params["transmat"])

@@ -28,6 +28,10 @@ from ._latent import viterbi as viterbi
 from ._model import ClosedForm as ClosedForm
 from ._model import LatentModel as LatentModel
 from ._mstep import m_step as m_step
+from ._online import OnlineState as OnlineState
+from ._online import fit_minibatch as fit_minibatch
+from ._online import online_init as online_init
+from ._online import online_update as online_update
 from ._selection import SelectionResult as SelectionResult
 from ._selection import select_gaussian_mixture as select_gaussian_mixture
 from .estimators import BinomialMixture as BinomialMixture
@@ -54,6 +58,10 @@ __all__ = [
     "constraints",
     "data",
     "fit",
+    "fit_minibatch",
+    "online_init",
+    "online_update",
+    "OnlineState",
     "has_converged",
     "load",
     "log_likelihood",

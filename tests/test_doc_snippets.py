@@ -6,7 +6,7 @@ import re
 import pytest
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["index.md", "custom-models.md"]
+PAGES = ["index.md", "custom-models.md", "online.md"]
 
 
 @pytest.mark.parametrize("page", PAGES)

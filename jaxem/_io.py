@@ -375,6 +375,11 @@ def _read(path: pathlib.Path) -> tuple[dict, dict[str, np.ndarray]]:
         raw = path.read_bytes()
     except OSError as err:
         raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+    if not raw.startswith(b"PK"):
+        raise ValueError(
+            f"{path}: not a jaxem model file (expected an .npz archive written by "
+            "jaxem.save)"
+        )
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             names = list(npz.files)

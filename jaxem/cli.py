@@ -723,18 +723,19 @@ def _write_predictions(path, est, X, lengths, seq_names) -> None:
 def _plot_fit(args, est, X, lengths, extra) -> None:
     from . import plot
 
+    name = pathlib.Path(args.file).name
     if args.model == "gmm":
-        fig = plot.plot_gmm(est, X, title=f"{args.file}: {est.n_components} "
+        fig = plot.plot_gmm(est, X, title=f"{name}: {est.n_components} "
                             "Gaussian components")
     elif args.model == "coins":
         fig = plot.plot_coins(coin_trajectory(est, X[:, 0]),
-                              title=f"{args.file}: coin mixture")
+                              title=f"{name}: coin mixture")
     else:
         posterior = est.predict_proba(X, lengths=lengths)
         states = est.predict(X, lengths=lengths)
         shown = X if extra is None else extra[X[:, 0]]
         fig = plot.plot_hmm(shown, states, posterior, lengths=lengths,
-                            title=f"{args.file}: {est.n_components}-state HMM")
+                            title=f"{name}: {est.n_components}-state HMM")
     _save_plot(fig, args.plot)
 
 
@@ -785,12 +786,14 @@ def em_path(model, params, data, max_iter: int, tol: float, frozen=()):
     previous = None
     ll = float(jaxem.log_likelihood(model, params, data))
     for _ in range(max_iter):
-        if previous is not None and bool(jaxem.has_converged(ll, previous, n, tol)):
-            break
+        # As in fit: test convergence at the E-step, then still take the M-step.
+        done = previous is not None and bool(jaxem.has_converged(ll, previous, n, tol))
         result = jaxem.fit(model, params, data, max_iter=1, tol=0.0, frozen=frozen)
         params = result.params
         previous, ll = ll, float(result.log_likelihood)
         path.append(jax.tree.map(np.asarray, params))
+        if done:
+            break
     return path, ll
 
 
@@ -832,7 +835,7 @@ def _show_fit_state(est) -> None:
         mon = est.monitor_
         bits.append(f"iterations={mon.iter} converged={mon.converged}")
     if bits:
-        print("  " + "   ".join(bits))
+        print("   " + "   ".join(bits))
 
 
 def _flatten(tree, prefix=""):

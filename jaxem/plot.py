@@ -403,7 +403,8 @@ def plot_coins(trajectory, *, names=None, title: str | None = None):
         ax.plot(path[:, 0], path[:, 1], color="0.4", lw=1, zorder=1)
         points = ax.scatter(path[:, 0], path[:, 1], c=it, cmap="viridis",
                             zorder=2, s=28)
-        fig.colorbar(points, ax=ax, label="iteration", shrink=0.85)
+        fig.colorbar(points, ax=ax, label="iteration", shrink=0.85,
+                     ticks=_integer_locator())
         ax.annotate("start", path[0], textcoords="offset points", xytext=(6, -12))
         ax.annotate("end", path[-1], textcoords="offset points", xytext=(6, 4))
         lo = max(0.0, path.min() - 0.08)

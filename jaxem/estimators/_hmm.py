@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 
 import jax
@@ -73,6 +74,12 @@ class ConvergenceMonitor:
             f"ConvergenceMonitor(tol={self.tol}, n_iter={self.n_iter}, "
             f"iter={self.iter}, history={list(self.history)})"
         )
+
+
+@functools.partial(jax.jit, static_argnames=("model", "options"))
+def _draw_initial(model, keys, data, lengths, options):
+    """``model.init`` for each key (restarts), as one compiled program."""
+    return jax.vmap(lambda k: model.init(k, data, lengths, **dict(options)))(keys)
 
 
 def check_lengths(lengths, n_samples: int) -> np.ndarray:
@@ -191,29 +198,44 @@ class _BaseHMM(SaveLoadMixin):
 
     # ------------------------------------------------------------ fitting
     def _initial_params(self, model, data, lengths, key):
-        """(R, ...) stacked starting values of the ``n_init`` restarts."""
-        keys = jax.random.split(key, self.n_init)
-        drawn = jax.vmap(lambda k: self._init_one(model, k, data, lengths))(keys)
-        drawn = jax.tree.map(np.asarray, drawn)
-        for code, key_name in self._letters.items():
-            attr = key_name + "_"
-            if code not in self.init_params and self._has_attribute(key_name):
-                given = self._attribute_param(key_name, self._dtype())
-                want = drawn[key_name].shape[1:]
-                if given.shape != want:
-                    raise ValueError(
-                        f"{attr}: expected shape {want}, got {given.shape}"
+        """(R, ...) stacked starting values of the ``n_init`` restarts.
+
+        As hmmlearn: parameters whose letter is in ``init_params``, or that
+        have no attribute yet, are drawn; the others start from the attributes.
+        """
+        given = {}
+        for code, name in self._letters.items():
+            if code in self.init_params:
+                if self._has_attribute(name):
+                    _log.warning(
+                        "Even though the %r attribute is set, it will be "
+                        "overwritten during initialization because 'init_params' "
+                        "contains %r", name + "_", code,
                     )
-                drawn[key_name] = np.broadcast_to(
-                    given, (self.n_init,) + want
-                ).copy()
-            elif code in self.init_params and hasattr(self, attr):
-                _log.warning(
-                    "Even though the %r attribute is set, it will be overwritten "
-                    "during initialization because 'init_params' contains %r",
-                    attr, code,
-                )
-        return drawn
+            elif self._has_attribute(name):
+                given[name] = self._attribute_param(name, self._dtype())
+        drawn = {}
+        if len(given) < len(self._letters):
+            keys = jax.random.split(key, self.n_init)
+            drawn = _draw_initial(
+                model, keys, jnp.asarray(data), jnp.asarray(lengths),
+                self._init_options(),
+            )
+            drawn = jax.tree.map(np.asarray, drawn)
+        params0 = {}
+        for name in self._letters.values():
+            if name not in given:
+                params0[name] = drawn[name]
+                continue
+            value = given[name]
+            want = drawn[name].shape[1:] if name in drawn else value.shape
+            if value.shape != want:
+                raise ValueError(f"{name}_: expected shape {want}, got {value.shape}")
+            params0[name] = np.broadcast_to(value, (self.n_init,) + want).copy()
+        return params0
+
+    def _init_options(self):
+        return ()
 
     def _attribute_param(self, key_name, dtype):
         if key_name in ("startprob", "transmat"):
@@ -224,9 +246,6 @@ class _BaseHMM(SaveLoadMixin):
         return hasattr(self, key_name + "_") or (
             key_name == "covars" and hasattr(self, "_covars_")
         )
-
-    def _init_one(self, model, key, data, lengths):
-        return model.init(key, data, lengths)
 
     def fit(self, X, lengths=None):
         """Estimate the parameters with EM (``n_init`` restarts, vmapped).
@@ -258,20 +277,21 @@ class _BaseHMM(SaveLoadMixin):
             if self.verbose
             else contextlib.nullcontext()
         )
+        kwargs = dict(max_iter=int(self.n_iter), frozen=self._frozen())
         with progress as callback:
-            results = _base.fit_restarts(
-                model,
-                params0,
-                jnp.asarray(data),
-                None,
-                jnp.asarray(lengths),
-                tol,
-                max_iter=int(self.n_iter),
-                frozen=self._frozen(),
-                callback=callback,
-            )
-        best = _base.best_restart(results)
-        result = _base.take(results, best)
+            kwargs["callback"] = callback
+            if self.n_init == 1:  # no restart axis: a smaller program to compile
+                result = _fitmod.fit(
+                    model, _base.take(params0, 0), jnp.asarray(data),
+                    lengths=jnp.asarray(lengths), tol=tol, **kwargs,
+                )
+                _base.best_restart(jax.tree.map(lambda a: a[None], result))
+            else:
+                results = _base.fit_restarts(
+                    model, params0, jnp.asarray(data), None, jnp.asarray(lengths),
+                    tol, **kwargs,
+                )
+                result = _base.take(results, _base.best_restart(results))
         self._params_to_attributes(jax.tree.map(np.asarray, result.params))
         self._set_monitor(result)
         self.n_features_in_ = X.shape[1]
@@ -585,8 +605,8 @@ class GaussianHMM(_BaseHMM):
     def _to_data(self, padded):
         return padded
 
-    def _init_one(self, model, key, data, lengths):
-        return model.init(key, data, lengths, min_covar=self.min_covar)
+    def _init_options(self):
+        return (("min_covar", float(self.min_covar)),)
 
     def _emission_params(self, dtype, only=None):
         out = {}

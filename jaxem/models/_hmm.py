@@ -414,7 +414,7 @@ def _gaussian_hmm(
         x, w = _flat_valid(data, lengths)
         means = _kmeans(km, x, w, k)
         mean = (w @ x) / w.sum()
-        centred = (x - mean) * jnp.sqrt(w)[:, None]
+        centred = (x - mean[None, :]) * jnp.sqrt(w)[:, None]
         cv = centred.T @ centred / (w.sum() - 1) + min_covar * jnp.eye(d, dtype=dtype)
         covars = {
             "spherical": jnp.full((k,), jnp.mean(jnp.diag(cv)), dtype),
@@ -611,7 +611,9 @@ def _poisson_hmm(
         lam = params["lambdas"]
         data = jnp.asarray(data, lam.dtype)
         const = jnp.sum(jax.scipy.special.gammaln(data + 1), axis=-1)
-        return data @ jnp.log(lam).T - jnp.sum(lam, axis=-1) - const[..., None]
+        lead = tuple(range(data.ndim - 1))
+        rate = jnp.expand_dims(jnp.sum(lam, axis=-1), lead)
+        return data @ jnp.log(lam).T - rate - const[..., None]
 
     def stats(data, posterior, weights):
         x = _masked(jnp.asarray(data, posterior.marginals.dtype), _valid(posterior))

@@ -1,0 +1,242 @@
+"""HMM estimators against hmmlearn 0.3.3 from identical starting parameters."""
+
+import logging
+
+import numpy as np
+import pytest
+
+import jaxem
+
+hmm = pytest.importorskip("hmmlearn.hmm")
+
+K, D = 3, 2
+RTOL = 1e-6
+RNG = np.random.default_rng(0)
+STATES = RNG.integers(0, K, 100)
+X_GAUSS = RNG.normal(0, 1, (100, D)) + 3.0 * STATES[:, None]
+X_CAT = RNG.integers(0, 4, (100, 1)) * (STATES[:, None] > 0)
+X_POIS = RNG.poisson(1.0 + 4.0 * STATES[:, None], (100, D))
+LENGTHS = [40, 25, 35]
+
+
+def _start():
+    rng = np.random.default_rng(1)
+    return {
+        "startprob_": rng.dirichlet(np.ones(K)),
+        "transmat_": rng.dirichlet(np.ones(K) * 3, size=K),
+    }
+
+
+def _gaussian_covars(cov):
+    rng = np.random.default_rng(2)
+    if cov == "spherical":
+        return rng.uniform(0.5, 2.0, K)
+    if cov == "diag":
+        return rng.uniform(0.5, 2.0, (K, D))
+    a = rng.normal(size=(K, D, D))
+    full = a @ np.swapaxes(a, 1, 2) + np.eye(D)
+    return full if cov == "full" else full[0]
+
+
+def _pair(name, **kwargs):
+    start = _start()
+    if name.startswith("gaussian"):
+        cov = name.split("-")[1]
+        ours = jaxem.GaussianHMM(K, covariance_type=cov, **kwargs)
+        theirs = hmm.GaussianHMM(K, covariance_type=cov, **kwargs)
+        start["means_"] = np.array([[0.0, 0.5], [2.0, 3.0], [6.0, 5.0]])
+        start["covars_"] = _gaussian_covars(cov)
+        X = X_GAUSS
+    elif name == "categorical":
+        ours = jaxem.CategoricalHMM(K, **kwargs)
+        theirs = hmm.CategoricalHMM(K, **kwargs)
+        start["emissionprob_"] = np.random.default_rng(3).dirichlet(np.ones(4), K)
+        X = X_CAT
+    else:
+        ours = jaxem.PoissonHMM(K, **kwargs)
+        theirs = hmm.PoissonHMM(K, **kwargs)
+        start["lambdas_"] = np.array([[1.0, 2.0], [4.0, 3.0], [9.0, 8.0]])
+        X = X_POIS
+    for est in (ours, theirs):
+        for attr, value in start.items():
+            setattr(est, attr, value.copy())
+    return ours, theirs, X
+
+
+EMISSIONS = {
+    "gaussian": ("means_", "covars_"),
+    "categorical": ("emissionprob_",),
+    "poisson": ("lambdas_",),
+}
+CASES = [
+    ("gaussian-diag", LENGTHS),
+    ("gaussian-diag", None),
+    ("gaussian-full", LENGTHS),
+    ("gaussian-spherical", LENGTHS),
+    ("gaussian-tied", LENGTHS),
+    ("categorical", LENGTHS),
+    ("categorical", None),
+    ("poisson", LENGTHS),
+    ("poisson", None),
+]
+
+
+def _read(est, attr):
+    # hmmlearn 0.3.3 reads spherical covars_ wrongly after an M-step (it
+    # stores (K, d) copies and expands each to a matrix): compare (K,) values.
+    if attr == "covars_" and est.covariance_type == "spherical":
+        return np.asarray(est._covars_).reshape(K, -1)[:, 0]
+    return getattr(est, attr)
+
+
+@pytest.mark.parametrize("name, lengths", CASES)
+def test_matches_hmmlearn_from_identical_start(name, lengths):
+    ours, theirs, X = _pair(name, n_iter=6, init_params="")
+    theirs.tol = -np.inf  # hmmlearn stops on gain < tol; run all iterations
+    ours.tol = 0.0
+    ours.fit(X, lengths)
+    theirs.fit(X, lengths)
+    attrs = ("startprob_", "transmat_") + EMISSIONS[name.split("-")[0]]
+    for attr in attrs:
+        np.testing.assert_allclose(
+            _read(ours, attr), _read(theirs, attr), rtol=RTOL, atol=1e-10,
+            err_msg=attr,
+        )
+    np.testing.assert_allclose(
+        list(ours.monitor_.history), list(theirs.monitor_.history), rtol=RTOL
+    )
+    assert ours.monitor_.iter == theirs.monitor_.iter == 6
+    np.testing.assert_allclose(ours.score(X, lengths), theirs.score(X, lengths),
+                               rtol=RTOL)
+    np.testing.assert_allclose(
+        ours.predict_proba(X, lengths), theirs.predict_proba(X, lengths),
+        rtol=RTOL, atol=1e-10,
+    )
+    lp_ours, path_ours = ours.decode(X, lengths)
+    lp_theirs, path_theirs = theirs.decode(X, lengths)
+    np.testing.assert_array_equal(path_ours, path_theirs)
+    np.testing.assert_allclose(lp_ours, lp_theirs, rtol=RTOL)
+    lp_ours, path_ours = ours.decode(X, lengths, algorithm="map")
+    lp_theirs, path_theirs = theirs.decode(X, lengths, algorithm="map")
+    np.testing.assert_array_equal(path_ours, path_theirs)
+    np.testing.assert_allclose(lp_ours, lp_theirs, rtol=RTOL)
+    np.testing.assert_allclose(ours.bic(X, lengths), theirs.bic(X, lengths),
+                               rtol=RTOL)
+    np.testing.assert_allclose(ours.aic(X, lengths), theirs.aic(X, lengths),
+                               rtol=RTOL)
+
+
+def test_params_letters_freeze_like_hmmlearn():
+    ours, theirs, X = _pair("gaussian-diag", n_iter=4, init_params="", params="stm")
+    theirs.tol = -np.inf
+    ours.tol = 0.0
+    ours.fit(X, LENGTHS)
+    theirs.fit(X, LENGTHS)
+    np.testing.assert_array_equal(ours._covars_, _gaussian_covars("diag"))
+    for attr in ("startprob_", "transmat_", "means_", "covars_"):
+        np.testing.assert_allclose(
+            getattr(ours, attr), getattr(theirs, attr), rtol=RTOL, err_msg=attr
+        )
+
+
+def test_covars_without_means_are_centred_on_the_fixed_means():
+    # hmmlearn 0.3.3 drops the mean statistics when "m" is not in params and
+    # then divides by a zero count; jaxem centres on the held means (ECM).
+    ours, _, X = _pair("gaussian-diag", n_iter=4, init_params="", params="tc")
+    ours.tol = 0.0
+    ours.fit(X, LENGTHS)
+    np.testing.assert_array_equal(ours.startprob_, _start()["startprob_"])
+    np.testing.assert_array_equal(ours.means_, _pair("gaussian-diag")[0].means_)
+    history = np.asarray(ours.monitor_.history)
+    assert np.all(np.diff(history) > 0)
+
+
+def test_convergence_and_monitor_like_hmmlearn():
+    ours, theirs, X = _pair("gaussian-diag", n_iter=100, init_params="", tol=1e-3)
+    ours.fit(X, LENGTHS)
+    theirs.fit(X, LENGTHS)
+    assert ours.monitor_.iter == theirs.monitor_.iter < 100
+    assert ours.monitor_.converged and theirs.monitor_.converged
+    np.testing.assert_allclose(
+        list(ours.monitor_.history), list(theirs.monitor_.history), rtol=RTOL
+    )
+    history = np.asarray(ours.monitor_.history)
+    assert np.all(np.diff(history) > -1e-9 * np.abs(history[1:]))
+
+
+def test_restarts_pick_the_best_and_sample():
+    X = X_GAUSS
+    many = jaxem.GaussianHMM(K, n_iter=10, random_state=0, n_init=3)
+    many.fit(X, LENGTHS)
+    starts = many._initial_params(
+        many._model(), jaxem.estimators._hmm.to_padded(X, np.array(LENGTHS)),
+        np.array(LENGTHS), jaxem.estimators._base.check_random_state(0),
+    )
+    # The chosen restart is at least as good as the first one run alone.
+    alone = jaxem.GaussianHMM(K, n_iter=10, init_params="", tol=many.tol)
+    for name in ("startprob", "transmat", "means"):
+        setattr(alone, name + "_", starts[name][0])
+    alone.covars_ = starts["covars"][0]
+    alone.fit(X, LENGTHS)
+    assert many.score(X, LENGTHS) >= alone.score(X, LENGTHS) - 1e-9
+    x, z = many.sample(50, random_state=1)
+    assert x.shape == (50, D) and z.shape == (50,) and set(z) <= set(range(K))
+    x, z = many.sample(50, currstate=2)
+    assert z[0] == 2
+
+
+def test_unvisited_states_keep_their_parameters(caplog):
+    # State 2 can never be entered: its start probability and every transition
+    # into it are zero, so it gets no posterior mass at all.
+    est = jaxem.PoissonHMM(K, n_iter=5, init_params="", tol=0.0)
+    est.startprob_ = np.array([0.5, 0.5, 0.0])
+    est.transmat_ = np.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.3, 0.3, 0.4]])
+    est.lambdas_ = np.array([[1.0, 2.0], [4.0, 3.0], [9.0, 8.0]])
+    with caplog.at_level(logging.WARNING):
+        est.fit(X_POIS, LENGTHS)
+    assert np.all(np.isfinite(est.lambdas_)) and np.all(np.isfinite(est.transmat_))
+    np.testing.assert_array_equal(est.lambdas_[2], [9.0, 8.0])
+    np.testing.assert_array_equal(est.transmat_[2], [0.3, 0.3, 0.4])
+    assert est.unvisited_states_.tolist() == [2]
+    assert "received no posterior mass" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "lengths, message",
+    [
+        ([50, 49], "lengths: sum to 99, but X has 100 samples"),
+        ([50, 0, 50], "lengths: every length must be >= 1"),
+        ([[50, 50]], "lengths: expected a non-empty 1-D array"),
+        ([50.5, 49.5], "lengths: expected integers"),
+    ],
+)
+def test_bad_lengths_raise(lengths, message):
+    with pytest.raises(ValueError, match=message):
+        jaxem.GaussianHMM(2, n_iter=2).fit(X_GAUSS, lengths)
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="X: expected a 2-D array"):
+        jaxem.GaussianHMM(2).fit(X_GAUSS[:, 0])
+    with pytest.raises(ValueError, match="X: contains 2 NaN"):
+        jaxem.GaussianHMM(2).fit(np.where(np.arange(100)[:, None] == 3, np.nan,
+                                          X_GAUSS))
+    with pytest.raises(ValueError, match="X: symbols should be integers"):
+        jaxem.CategoricalHMM(2).fit(X_GAUSS[:, :1])
+    with pytest.raises(ValueError, match="X: counts must be non-negative"):
+        jaxem.PoissonHMM(2).fit(-X_POIS)
+    with pytest.raises(ValueError, match="covariance_type"):
+        jaxem.GaussianHMM(2, covariance_type="banana").fit(X_GAUSS)
+    with pytest.raises(ValueError, match="means_prior: only scalar priors"):
+        jaxem.GaussianHMM(2, means_prior=np.zeros(2)).fit(X_GAUSS)
+    est = jaxem.GaussianHMM(2, init_params="mc")
+    est.startprob_ = np.array([0.7, 0.7])
+    with pytest.raises(ValueError, match="startprob"):
+        est.fit(X_GAUSS)
+    with pytest.raises(jaxem.estimators.NotFittedError):
+        jaxem.GaussianHMM(2).predict(X_GAUSS)
+    fitted = jaxem.GaussianHMM(2, n_iter=2, random_state=0).fit(X_GAUSS)
+    with pytest.raises(ValueError, match="X: has 1 features, but means_ has 2"):
+        fitted.score(X_GAUSS[:, :1])
+    with pytest.raises(ValueError, match="algorithm"):
+        fitted.decode(X_GAUSS, algorithm="beam")

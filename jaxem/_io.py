@@ -214,18 +214,24 @@ def _is_estimator(obj) -> bool:
 
 
 def _fitted_state(est) -> dict:
-    """Fitted attributes (``name_``) and private state that can be encoded."""
+    """Every attribute that is not a constructor option and can be encoded.
+
+    Fitted attributes (``name_``) and anything else ``fit`` set (e.g. a
+    dimension inferred from the data) must be encodable; private attributes
+    that are not (caches, compiled functions) are rebuilt, so they are skipped.
+    """
+    options = set(est.get_params())
     state = {}
     for key, value in vars(est).items():
-        public = key.endswith("_") and not key.startswith("_")
+        if key in options or key.startswith("__"):
+            continue
         try:
             _Encoder()(value)
         except TypeError as err:
-            if public:
-                raise TypeError(f"fitted attribute {key}: {err}") from err
-            continue  # private caches (compiled functions, ...) are rebuilt
-        if public or key.startswith("_") and not key.startswith("__"):
-            state[key] = value
+            if key.startswith("_"):
+                continue
+            raise TypeError(f"fitted attribute {key}: {err}") from err
+        state[key] = value
     return state
 
 

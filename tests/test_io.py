@@ -28,18 +28,8 @@ def _casino_rolls():
 ESTIMATORS = {
     "BinomialMixture": (dict(n_components=2, n_trials=10), lambda: HEADS, {}),
     "GaussianMixture": (dict(n_components=2, max_iter=20), _gmm_data, {}),
-    "GaussianMixture-diag": (
-        dict(n_components=2, covariance_type="diag", max_iter=20),
-        _gmm_data,
-        {},
-    ),
     "GaussianMixture-tied": (
         dict(n_components=2, covariance_type="tied", max_iter=20),
-        _gmm_data,
-        {},
-    ),
-    "GaussianMixture-spherical": (
-        dict(n_components=2, covariance_type="spherical", max_iter=20),
         _gmm_data,
         {},
     ),

@@ -146,3 +146,118 @@ CASES += [
     )
     for ctype in ("full", "diag", "spherical", "tied")
 ]
+
+
+# ------------------------------------------------------------------ HMMs
+HMM_LENGTHS = np.array([30, 18, 25])
+
+
+def hmm_states(seed=0):
+    """A 2-state chain per sequence, padded to (3, 30) (padding is garbage)."""
+    rng = np.random.default_rng(seed)
+    z = np.zeros((3, 30), int)
+    for b in range(3):
+        for t in range(1, 30):
+            z[b, t] = z[b, t - 1] if rng.random() < 0.85 else 1 - z[b, t - 1]
+    return z, rng
+
+
+def _hmm_gaussian_data():
+    z, rng = hmm_states(0)
+    x = np.array([-1.5, 1.5])[z] + rng.normal(size=z.shape)
+    x[1, 18:] = 1e6  # padding holds arbitrary values
+    return {"data": jnp.asarray(x[..., None]), "lengths": jnp.asarray(HMM_LENGTHS)}
+
+
+def _hmm_counts_data():
+    z, rng = hmm_states(1)
+    x = rng.poisson(np.array([1.0, 6.0])[z]).astype(np.float64)
+    return {"data": jnp.asarray(x[..., None]), "lengths": jnp.asarray(HMM_LENGTHS)}
+
+
+def _hmm_symbol_data():
+    z, rng = hmm_states(2)
+    x = np.where(z == 1, rng.integers(0, 3, z.shape), rng.integers(2, 4, z.shape))
+    return {"data": jnp.asarray(x), "lengths": jnp.asarray(HMM_LENGTHS)}
+
+
+def _chain_params(key):
+    k1, k2 = jax.random.split(key)
+    stay = jax.random.uniform(k1, (2,), minval=0.6, maxval=0.9)
+    transmat = jnp.stack([jnp.stack([stay[0], 1 - stay[0]]),
+                          jnp.stack([1 - stay[1], stay[1]])])
+    return {"startprob": jnp.array([0.5, 0.5]), "transmat": transmat}, k2
+
+
+def _hmm_gaussian_params(key):
+    chain, key = _chain_params(key)
+    means = jnp.sort(jax.random.normal(key, (2,)))[:, None] * 2.0
+    return {**chain, "means": means, "covars": jnp.ones((2, 1))}
+
+
+def _hmm_poisson_params(key):
+    chain, key = _chain_params(key)
+    return {**chain, "lambdas": jax.random.uniform(key, (2, 1), minval=0.5,
+                                                   maxval=8.0)}
+
+
+def _hmm_categorical_params(key):
+    chain, key = _chain_params(key)
+    return {**chain, "emissionprob": jax.random.dirichlet(key, jnp.ones(4), (2,))}
+
+
+def student_t_hmm() -> jaxem.LatentModel:
+    """A user-declared HMM with a Student-t emission: no closed form for it."""
+
+    def emission(params, x, z):
+        return jnp.sum(
+            st.t.logpdf(x, 4.0, params["loc"][z], params["scale"][z])
+        )
+
+    return jaxem.LatentModel(
+        jaxem.models.hmm_factors(emission),
+        jaxem.MarkovChain(2),
+        constraints={
+            "startprob": jaxem.constraints.simplex,
+            "transmat": jaxem.constraints.simplex,
+            "scale": jaxem.constraints.positive,
+        },
+        m_step=jaxem.models.hmm_closed_form(),
+    )
+
+
+STUDENT_T_HMM = student_t_hmm()
+
+
+def _student_t_params(key):
+    chain, key = _chain_params(key)
+    loc = jnp.sort(jax.random.normal(key, (2,)))[:, None] * 2.0
+    return {**chain, "loc": loc, "scale": jnp.ones((2, 1))}
+
+
+CASES += [
+    ModelCase(
+        "gaussian_hmm",
+        lambda: jaxem.models.gaussian_hmm(2, 1),
+        _hmm_gaussian_data,
+        _hmm_gaussian_params,
+    ),
+    ModelCase(
+        "poisson_hmm",
+        lambda: jaxem.models.poisson_hmm(2, 1),
+        _hmm_counts_data,
+        _hmm_poisson_params,
+    ),
+    ModelCase(
+        "categorical_hmm",
+        lambda: jaxem.models.categorical_hmm(2, 4),
+        _hmm_symbol_data,
+        _hmm_categorical_params,
+    ),
+    ModelCase(
+        "student_t_hmm_partial",
+        lambda: STUDENT_T_HMM,
+        _hmm_gaussian_data,
+        _student_t_params,
+    ),
+]

@@ -115,6 +115,7 @@ def _sum_rows(fn, arrays, block, init):
 
 def _log_table(params, data, covariance_type):
     """(N, K) ``log w_k + log N(x_n | mu_k, Sigma_k)``, evaluated in row blocks."""
+    params = jax.tree.map(jnp.asarray, params)
     weights, means, cov = params["weights"], params["means"], params["covariances"]
     k, d = means.shape
     dtype = jnp.result_type(data, means)
@@ -406,6 +407,7 @@ def gaussian_mixture(
     reg_covar = float(reg_covar)
 
     def log_joint(params, x, z):
+        params = jax.tree.map(jnp.asarray, params)
         cov = params["covariances"]
         cov_z = cov if ctype == "tied" else cov[z]
         return jnp.log(params["weights"][z]) + _component_log_pdf(

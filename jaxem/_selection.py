@@ -95,7 +95,8 @@ def select_gaussian_mixture(
         raise ValueError(f"criterion: expected 'bic' or 'aic', got {criterion!r}")
     counts = tuple(int(k) for k in np.atleast_1d(n_components))
     types = (
-        (covariance_types,) if isinstance(covariance_types, str)
+        (covariance_types,)
+        if isinstance(covariance_types, str)
         else tuple(covariance_types)
     )
     if not counts:
@@ -105,8 +106,7 @@ def select_gaussian_mixture(
     for t in types:
         if t not in COVARIANCE_TYPES:
             raise ValueError(
-                f"covariance_types: expected a subset of {COVARIANCE_TYPES}, got "
-                f"{t!r}"
+                f"covariance_types: expected a subset of {COVARIANCE_TYPES}, got {t!r}"
             )
     X = np.asarray(X)
     shape = (len(counts), len(types))

@@ -174,8 +174,11 @@ def test_float32_badly_scaled_data_stays_finite_and_close():
     np.testing.assert_allclose(gm.covariances_, ref.covariances_, rtol=1e-2)
     # The same number of EM steps in float32 and float64 from the same start.
     model = jaxem.models.gaussian_mixture(2, 2, "full")
-    p64 = {"weights": ref.weights_, "means": ref.means_,
-           "covariances": ref.covariances_}
+    p64 = {
+        "weights": ref.weights_,
+        "means": ref.means_,
+        "covariances": ref.covariances_,
+    }
     p32 = jax.tree.map(lambda a: a.astype(np.float32), p64)
     r32 = jaxem.fit(model, p32, x32, max_iter=20, tol=0.0)
     r64 = jaxem.fit(model, p64, x64, max_iter=20, tol=0.0)
@@ -197,8 +200,9 @@ def test_float32_badly_scaled_data_stays_finite_and_close():
         mean = resp[:, k] @ x64 / resp[:, k].sum()
         diff = x64 - mean
         cov = (resp[:, k, None] * diff).T @ diff / resp[:, k].sum()
-        np.testing.assert_allclose(new["covariances"][k], cov + 1e-6 * np.eye(2),
-                                   rtol=2e-3, atol=1e-4)
+        np.testing.assert_allclose(
+            new["covariances"][k], cov + 1e-6 * np.eye(2), rtol=2e-3, atol=1e-4
+        )
 
 
 def test_history_non_decreasing_jit_and_vmapped_restarts_equal_loop():
@@ -280,7 +284,8 @@ def test_sample_shapes_and_moments():
     assert x.shape == (4000, 2) and z.shape == (4000,)
     for k in range(2):
         np.testing.assert_allclose(
-            np.mean(np.asarray(x)[np.asarray(z) == k], 0), params["means"][k],
+            np.mean(np.asarray(x)[np.asarray(z) == k], 0),
+            params["means"][k],
             atol=0.15,
         )
 

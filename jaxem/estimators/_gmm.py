@@ -115,8 +115,10 @@ class GaussianMixture(MixtureEstimator):
                 f"{self.init_params!r}"
             )
         reg = self.reg_covar
-        if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not (
-            0 <= reg < np.inf
+        if (
+            isinstance(reg, bool)
+            or not isinstance(reg, numbers.Real)
+            or not (0 <= reg < np.inf)
         ):
             raise ValueError(
                 f"reg_covar: expected a finite non-negative number, got {reg!r}"

@@ -54,9 +54,7 @@ def precision_cholesky(covariances, covariance_type: str):
     """
     if covariance_type in ("full", "tied"):
         chol = jnp.linalg.cholesky(covariances)
-        eye = jnp.broadcast_to(
-            jnp.eye(chol.shape[-1], dtype=chol.dtype), chol.shape
-        )
+        eye = jnp.broadcast_to(jnp.eye(chol.shape[-1], dtype=chol.dtype), chol.shape)
         inv = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
         return jnp.swapaxes(inv, -1, -2)
     return lax.rsqrt(covariances)
@@ -139,8 +137,10 @@ def _log_table(params, data, covariance_type):
         def project(xc):
             return (xc @ prec)[:, None, :] - shift[None]
     else:
-        scale = prec if covariance_type == "diag" else prec[:, None] * jnp.ones(
-            (1, d), dtype
+        scale = (
+            prec
+            if covariance_type == "diag"
+            else prec[:, None] * jnp.ones((1, d), dtype)
         )
         shift = mc * scale
 
@@ -339,9 +339,7 @@ def initial_responsibilities(key, data, n_components, method="kmeans", weights=N
     elif method == "random_from_data":
         rows = jax.random.choice(key, n, (n_components,), replace=False)
     else:
-        raise ValueError(
-            f"method: expected one of {INIT_METHODS}, got {method!r}"
-        )
+        raise ValueError(f"method: expected one of {INIT_METHODS}, got {method!r}")
     return jnp.zeros((n, n_components), dtype).at[rows, jnp.arange(n_components)].set(1)
 
 

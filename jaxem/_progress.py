@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import time
 from typing import Any, TextIO
 
 import numpy as np
@@ -53,7 +54,9 @@ class ProgressBar:
         total: the iteration budget (``max_iter``), the bar's length.
         file: stream to draw on (default ``sys.stderr``).
         use_tqdm: draw with tqdm when it is installed (default); False prints
-            one line per iteration instead.
+            lines instead.
+        min_interval: when printing lines, the least number of seconds between
+            two lines (the first and the last report are always printed).
 
     Under ``vmap`` over restarts the callback receives (R,) arrays: the bar
     shows the furthest iteration and the best log-likelihood among them.
@@ -79,11 +82,15 @@ class ProgressBar:
         *,
         file: TextIO | None = None,
         use_tqdm: bool = True,
+        min_interval: float = 0.0,
     ):
         self.desc = desc
         self.total = total
         self.file = file
         self.use_tqdm = use_tqdm
+        self.min_interval = min_interval
+        self._last_print = -math.inf
+        self._pending: str | None = None
         self.iteration = 0
         self.log_likelihood = math.nan
         self._bar = None
@@ -110,12 +117,14 @@ class ProgressBar:
         if tqdm is None:
             total = f"/{self.total}" if self.total else ""
             delta = f"  change {change:+.3e}" if math.isfinite(change) else ""
-            print(
+            self._pending = (
                 f"{self.desc} iteration {step:4d}{total}  log-likelihood "
-                f"{ll:.6f}{delta}",
-                file=self._stream(),
-                flush=True,
+                f"{ll:.6f}{delta}"
             )
+            now = time.monotonic()
+            if now - self._last_print >= self.min_interval:
+                self._flush_line()
+                self._last_print = now
             return
         if self._bar is None:
             self._bar = tqdm(
@@ -132,11 +141,17 @@ class ProgressBar:
             postfix["change"] = f"{change:+.2e}"
         self._bar.set_postfix(postfix, refresh=False)
 
+    def _flush_line(self) -> None:
+        if self._pending is not None:
+            print(self._pending, file=self._stream(), flush=True)
+            self._pending = None
+
     def close(self, result: Any = None) -> None:
         """Finish the display; with a ``FitResult``, show its final state."""
         if self._closed:
             return
         self._closed = True
+        self._flush_line()
         if self._bar is not None:
             if result is not None:
                 n_iter = int(np.asarray(result.n_iter).max())

@@ -942,7 +942,7 @@ def _demo_coins(out, seed, progress) -> list[pathlib.Path]:
     model = jaxem.models.binomial_mixture(2, 10)
     params0 = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.6, 0.5])}
     start = time.perf_counter()
-    with _progress.progress("coins", 10, progress) as callback:
+    with _progress.progress("coins", 10, progress, min_interval=0.5) as callback:
         result = jaxem.fit(model, params0, heads, frozen=("weights",), tol=0.0,
                            max_iter=10, callback=callback)
         ll = float(result.log_likelihood)

@@ -168,7 +168,7 @@ def progress_printer(prefix: str, total: int | None = None):
     name, max_iter) as callback:`` gives a callback of fixed identity, so
     verbose fits do not recompile, and closes the bar at the end.
     """
-    return _progress.ProgressBar(prefix, total)
+    return _progress.ProgressBar(prefix, total, min_interval=0.5)
 
 
 def as_jax(x, dtype=None):

@@ -166,12 +166,13 @@ class MarkovChain:
         valid = _valid_mask(data, lengths)
         data = _fill_padding(data, valid)
         log_init, log_trans, log_emit = self.log_factors(model, params, data)
-        sweep = _parallel_sweep if self.parallel else _sequential_sweep
 
         def one(emit, mask):
-            s = sweep(log_init, log_trans, emit, mask)
-            marginals, transitions = _two_slice(s, log_trans, emit, mask)
-            return marginals, transitions, s.log_likelihood
+            if self.parallel:
+                s = _parallel_sweep(log_init, log_trans, emit, mask)
+                marginals, transitions = _two_slice(s, log_trans, emit, mask)
+                return marginals, transitions, s.log_likelihood
+            return _sequential_smoother(log_init, log_trans, emit, mask)
 
         marginals, transitions, per_seq = jax.vmap(one)(log_emit, valid)
         total = _weighted_sum(per_seq, weights)
@@ -289,42 +290,63 @@ def _log_normalise(v):
     return log_z, v - log_z[..., None]
 
 
-def _sequential_sweep(log_init, log_trans, log_emit, valid) -> _Sweep:
+def _sequential_smoother(log_init, log_trans, log_emit, valid):
     """Forward-backward for one sequence with two ``lax.scan``s.
 
-    Forward messages are carried normalised (probabilities summing to 1) and
-    propagated as log(alpha @ A) + log p(x_t | z_t), which is log-space safe
-    and needs K exps and K logs per step instead of K^2.
+    The emission table stays in log space; each step's densities are shifted
+    by their maximum before exponentiation, once for the whole sequence, so
+    the scans carry normalised messages and need no exp or log per step
+    (Rabiner's scaling; hmmlearn's and dynamax's default). Relative densities
+    below ``exp(_FLOOR)`` are floored there, which keeps the messages finite
+    for data the model deems impossible and changes nothing else.
+
+    Returns:
+        marginals (T, K), summed transition counts (K, K), log-likelihood.
     """
     trans = jnp.exp(log_trans)
-    ll0, la0 = _log_normalise(log_init + log_emit[0])
+    shift = jnp.max(log_emit, axis=-1, keepdims=True)
+    floor = jnp.log(jnp.finfo(log_emit.dtype).tiny) + 10.0
+    probs = jnp.exp(jnp.maximum(log_emit - shift, floor))
+    first = jnp.exp(log_init) * probs[0]
+    norm0 = jnp.sum(first)
 
-    def forward(carry, inputs):
-        alpha, ll = carry
-        emit, ok = inputs
-        log_z, la = _log_normalise(jnp.log(alpha @ trans) + emit)
-        la = jnp.where(ok, la, jnp.log(alpha))
-        return (jnp.exp(la), jnp.where(ok, ll + log_z, ll)), la
+    def forward(alpha, inputs):
+        p, ok = inputs
+        a = (alpha @ trans) * p
+        norm = jnp.sum(a)
+        a = jnp.where(ok, a / norm, alpha)
+        return a, (a, jnp.where(ok, norm, 1.0))
 
-    (_, ll), la_rest = jax.lax.scan(
-        forward, (jnp.exp(la0), ll0), (log_emit[1:], valid[1:])
+    _, (alpha_rest, norms) = jax.lax.scan(
+        forward, first / norm0, (probs[1:], valid[1:])
     )
+    alpha = jnp.concatenate([(first / norm0)[None], alpha_rest])
+    steps = jnp.concatenate([norm0[None], norms])
+    log_lik = jnp.sum(jnp.where(valid, jnp.log(steps) + shift[:, 0], 0.0))
 
-    def backward(lb_next, inputs):
-        emit_next, ok_next = inputs
-        _, v = _log_normalise(emit_next + lb_next)
-        lb = jnp.log(trans @ jnp.exp(v))
-        lb = jnp.where(ok_next, lb, 0.0)
-        return lb, lb
+    def backward(beta_next, inputs):
+        p_next, ok_next = inputs
+        weighted = p_next * beta_next
+        b = trans @ weighted
+        norm = jnp.sum(b)
+        b = jnp.where(ok_next, b / norm, jnp.ones_like(b))
+        return b, (b, jnp.where(ok_next, weighted / norm, 0.0))
 
     k = log_init.shape[0]
-    lb_last = jnp.zeros((k,), log_emit.dtype)
-    _, lb_rest = jax.lax.scan(
-        backward, lb_last, (log_emit[1:], valid[1:]), reverse=True
+    ones = jnp.ones((k,), log_emit.dtype)
+    _, (beta_rest, forward_weights) = jax.lax.scan(
+        backward, ones, (probs[1:], valid[1:]), reverse=True
     )
-    log_alpha = jnp.concatenate([la0[None], la_rest])
-    log_beta = jnp.concatenate([lb_rest, lb_last[None]])
-    return _Sweep(log_alpha, log_beta, ll)
+    beta = jnp.concatenate([beta_rest, ones[None]])
+    joint = alpha * beta
+    total = jnp.sum(joint, axis=-1)
+    ok = valid & (total > 0)
+    marginals = jnp.where(ok[:, None], joint / jnp.where(ok, total, 1.0)[:, None], 0.0)
+    # xi_t[j, k] = alpha_t[j] A[j, k] p_{t+1}[k] beta_{t+1}[k] / Z_t with
+    # Z_t = alpha_t . (A (p_{t+1} beta_{t+1})) = total_t (both use one norm).
+    scale = jnp.where(ok[:-1], 1.0 / jnp.where(ok[:-1], total[:-1], 1.0), 0.0)
+    transitions = trans * ((alpha[:-1] * scale[:, None]).T @ forward_weights)
+    return marginals, transitions, log_lik
 
 
 def _log_matmul(x, y):

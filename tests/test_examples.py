@@ -18,7 +18,7 @@ SMALL = {
     "poisson_mixture": {"n": 600, "max_iter": 150},
     "coins": {"iterations": 10},
     "gmm_heights": {"n": 300},
-    "casino": {"n": 200},
+    "casino": {"n_rolls": 300, "n_iter": 30, "n_init": 1},
 }
 
 

@@ -21,6 +21,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .. import constraints
@@ -31,7 +32,7 @@ COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
 # Rows per block: about this many (row, component, feature) entries at once.
-_BLOCK_ENTRIES = 2**17
+_BLOCK_ENTRIES = 2**16
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -120,11 +121,28 @@ def _log_table(params, data, covariance_type):
     data = data.astype(dtype)
     prec = precision_cholesky(cov, covariance_type)
     log_det = jnp.broadcast_to(_log_det(prec, covariance_type, d), (k,))
-    # Centre on the mean of the means so x·U and mu·U do not cancel in float32.
-    centre = jnp.mean(means, axis=0)
+    # Centre on the data mean so x·U and mu·U do not cancel in float32; it
+    # depends on the data only, so vmapped restarts share the centred blocks.
+    centre = jnp.mean(data, axis=0)
     mc = means - centre[None, :]
     const = log_det + jnp.log(weights) - 0.5 * d * _LOG_2PI
 
+    if covariance_type == "full" and dtype == jnp.float64:
+        # (x-m)^T P (x-m) = pairs(x) . packed(P) - 2 x^T P m + m^T P m: half the
+        # flops of projecting on every factor; its cancellation (relative
+        # eps |x - centre|^2 / sigma^2) is harmless in float64.
+        rows, cols = np.triu_indices(d)
+        precision = prec @ jnp.swapaxes(prec, 1, 2)
+        packed = precision[:, rows, cols] * jnp.where(rows == cols, 1.0, 2.0)[None]
+        pm = jnp.einsum("kij,kj->ki", precision, mc)
+        quad = const - 0.5 * jnp.sum(mc * pm, axis=1)
+
+        def block(x):
+            xc = x - centre[None, :]
+            maha = _pair_products(xc) @ packed.T - 2 * xc @ pm.T
+            return quad[None, :] - 0.5 * maha
+
+        return _map_rows(block, data, _block_size(data.shape[0], k * d), k, dtype)
     if covariance_type == "full":
         w = jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)
         shift = jnp.einsum("ki,kij->kj", mc, prec)
@@ -190,26 +208,43 @@ def _stats(data, resp, weights, covariance_type):
         r = jnp.where(fresh[:, None], r, 0.0)
         xc = x - shift[None, :]
         if covariance_type == "full":
-            xr = (r[:, :, None] * xc[:, None, :]).reshape(x.shape[0], k * d)
-            s2 = (xr.T @ xc).reshape(k, d, d)
+            # Only the upper triangle: one (K, B) x (B, d(d+1)/2) product.
+            s2 = r.T @ _pair_products(xc)
         elif covariance_type == "tied":
             s2 = (xc * jnp.sum(r, axis=1)[:, None]).T @ xc
         else:
             s2 = r.T @ (xc * xc)
         return {"n": jnp.sum(r, axis=0), "s1": r.T @ xc, "s2": s2}
 
+    s2_shape = {
+        "full": (k, d * (d + 1) // 2),
+        "tied": (d, d),
+        "diag": (k, d),
+        "spherical": (k, d),
+    }[covariance_type]
     zero = {
         "n": jnp.zeros((k,), dtype),
         "s1": jnp.zeros((k, d), dtype),
-        "s2": jnp.zeros(
-            covariance_shape(
-                "diag" if covariance_type == "spherical" else covariance_type, k, d
-            ),
-            dtype,
-        ),
+        "s2": jnp.zeros(s2_shape, dtype),
     }
     sums = _sum_rows(block, (data, resp), _block_size(n, k * d), zero)
+    if covariance_type == "full":
+        sums["s2"] = _unpack_symmetric(sums["s2"], d)
     return {**sums, "shift": shift}
+
+
+def _pair_products(x):
+    """(B, d(d+1)/2) products x_i x_j over the upper triangle i <= j."""
+    # Static slices, not a gather: row by row of the triangle, as triu_indices.
+    d = x.shape[1]
+    return jnp.concatenate([x[:, i : i + 1] * x[:, i:] for i in range(d)], axis=1)
+
+
+def _unpack_symmetric(packed, d):
+    """(..., d(d+1)/2) upper triangles to (..., d, d) symmetric matrices."""
+    rows, cols = np.triu_indices(d)
+    full = jnp.zeros(packed.shape[:-1] + (d, d), packed.dtype)
+    return full.at[..., rows, cols].set(packed).at[..., cols, rows].set(packed)
 
 
 def _update(s, params, covariance_type, reg_covar, frozen=()):

@@ -1,0 +1,307 @@
+"""Gaussian mixture EM: jaxem vs scikit-learn (and gmmx when installed).
+
+All libraries start from the same parameters and run a fixed number of EM
+iterations (no convergence test), float64, full covariances, in one process.
+Per-iteration time is the difference between a long and a short run divided by
+the difference in iterations, so initialisation, the final E-step and (for the
+JAX libraries) compilation cancel out; compile time is reported separately.
+Peak memory of one jaxem fit is measured in a fresh subprocess: the process's
+peak resident set during the fit above its resident set just before it (data
+already resident, program already compiled).
+
+    python benchmarks/gmm.py                 # N=100k,d=8,K=8 and N=1M,d=16,K=16
+    python benchmarks/gmm.py --small         # quick: N=20k,d=4,K=4
+    python benchmarks/gmm.py --sizes 100000,8,8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import jax
+
+# gmmx fails with x64 on, so it runs in a float32 child process (--gmmx-child).
+if "--gmmx-child" not in sys.argv:
+    jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxem  # noqa: E402
+
+
+def make_data(n, d, k, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(k, d))
+    scales = rng.uniform(0.5, 1.5, size=(k, d))
+    z = rng.integers(0, k, n)
+    return centres[z] + scales[z] * rng.normal(size=(n, d))
+
+
+def initial_params(x, k, seed=0):
+    """Means at random data rows, identity covariances, equal weights."""
+    rng = np.random.default_rng(seed)
+    d = x.shape[1]
+    return {
+        "weights": np.full(k, 1.0 / k),
+        "means": x[rng.choice(x.shape[0], k, replace=False)].copy(),
+        "covariances": np.tile(np.eye(d), (k, 1, 1)),
+    }
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def per_iteration(run, short, long):
+    """(seconds per iteration, first-call seconds) of ``run(iterations)``."""
+    first, _ = _timed(lambda: run(short))
+    t_short, _ = _timed(lambda: run(short))
+    run(long)
+    t_long, _ = _timed(lambda: run(long))
+    return (t_long - t_short) / (long - short), first - t_short
+
+
+def bench_jaxem(x, p0, short, long, dtype=np.float64):
+    k, d = p0["means"].shape
+    model = jaxem.models.gaussian_mixture(k, d, "full")
+    data = jnp.asarray(x, dtype)
+    p0 = jax.tree.map(lambda a: jnp.asarray(a, dtype), p0)
+
+    def run(iters):
+        result = jaxem.fit(model, p0, data, max_iter=iters, tol=0.0)
+        return jax.block_until_ready(result)
+
+    return per_iteration(run, short, long)
+
+
+def bench_restarts(x, p0, iters, restarts=8):
+    """Time of one fit of ``restarts`` vmapped restarts vs one restart."""
+    k, d = p0["means"].shape
+    model = jaxem.models.gaussian_mixture(k, d, "full")
+    data = jnp.asarray(x)
+    rng = np.random.default_rng(1)
+    stacks = []
+    for _ in range(restarts):
+        p = dict(p0)
+        p["means"] = x[rng.choice(x.shape[0], k, replace=False)]
+        stacks.append(p)
+    batched = jax.tree.map(lambda *a: jnp.stack(a), *stacks)
+    fit = jaxem.estimators._base.fit_restarts
+
+    def run(params):
+        out = fit(model, params, data, None, None, jnp.asarray(0.0), max_iter=iters)
+        return jax.block_until_ready(out)
+
+    one = jax.tree.map(lambda a: a[:1], batched)
+    run(one), run(batched)  # compile both
+    t_one, _ = _timed(lambda: run(one))
+    t_all, _ = _timed(lambda: run(batched))
+    return t_one, t_all
+
+
+def bench_sklearn(x, p0, short, long):
+    from sklearn.mixture import GaussianMixture
+
+    def run(iters):
+        gm = GaussianMixture(
+            p0["means"].shape[0],
+            covariance_type="full",
+            init_params="random_from_data",  # cheap; overridden by the inits
+            weights_init=p0["weights"],
+            means_init=p0["means"],
+            precisions_init=np.linalg.inv(p0["covariances"]),
+            max_iter=iters,
+            tol=0.0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gm.fit(x)
+
+    t_short, _ = _timed(lambda: run(short))
+    t_long, _ = _timed(lambda: run(long))
+    return (t_long - t_short) / (long - short)
+
+
+def bench_gmmx(x, p0, short, long):
+    """gmmx accepts float32 only, so it is timed in float32."""
+    try:
+        from gmmx import EMFitter, GaussianMixtureModelJax
+    except ImportError:
+        return None
+    f32 = jnp.float32
+    gmm = GaussianMixtureModelJax.from_squeezed(
+        means=jnp.asarray(p0["means"], f32),
+        covariances=jnp.asarray(p0["covariances"], f32),
+        weights=jnp.asarray(p0["weights"], f32),
+    )
+    data = jnp.asarray(x, f32)
+
+    def run(iters):
+        fitter = EMFitter(max_iter=iters, tol=0.0)
+        return jax.block_until_ready(fitter.fit(data, gmm))
+
+    return per_iteration(run, short, long)
+
+
+def gmmx_child(n, d, k, short, long):
+    x = make_data(n, d, k)
+    p0 = initial_params(x, k)
+    out = bench_gmmx(x, p0, short, long)
+    if out is None:
+        print(json.dumps(None))
+        return
+    jaxem32, _ = bench_jaxem(x, p0, short, long, np.float32)
+    print(json.dumps({"gmmx": out[0], "gmmx_compile": out[1], "jaxem32": jaxem32}))
+
+
+def bench_gmmx_subprocess(n, d, k, short, long):
+    cmd = [sys.executable, os.path.abspath(__file__), "--gmmx-child"]
+    cmd += [f"{n},{d},{k}", "--short", str(short), "--long", str(long)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"gmmx: failed ({out.stderr.strip().splitlines()[-1:]})")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _rss_bytes(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(n, d, k, iters):
+    """Run in a fresh process: peak RSS of one jaxem fit above its start."""
+    x = make_data(n, d, k)
+    p0 = initial_params(x, k)
+    data = jnp.asarray(x)
+    del x
+    model = jaxem.models.gaussian_mixture(k, d, "full")
+
+    def run():
+        result = jaxem.fit(model, p0, data, max_iter=iters, tol=0.0)
+        return jax.block_until_ready(result)
+
+    run()  # compile; the compiled program is cached
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set (VmHWM) to the current one
+    before = _rss_bytes("VmRSS")
+    run()
+    peak = _rss_bytes("VmHWM")
+    print(json.dumps({"before": before, "peak": peak, "data": n * d * 8}))
+
+
+def bench_memory(n, d, k, iters=3):
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child"]
+    cmd += [f"{n},{d},{k}", "--iters", str(iters)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_size(n, d, k, short, long, memory=True, sklearn=True):
+    x = make_data(n, d, k)
+    p0 = initial_params(x, k)
+    print(f"\n## N={n:,} d={d} K={k}  (float64, full covariance)", flush=True)
+    row = {"N": n, "d": d, "K": k}
+    row["jaxem"], row["jaxem_compile"] = bench_jaxem(x, p0, short, long)
+    print(
+        f"jaxem   {1e3 * row['jaxem']:9.1f} ms/iteration  "
+        f"(compile + first run overhead {row['jaxem_compile']:.1f} s)",
+        flush=True,
+    )
+    gmmx = bench_gmmx_subprocess(n, d, k, short, long)
+    if gmmx is not None:
+        row.update(gmmx)
+        print(
+            f"float32 (gmmx supports only float32, run in a child process): gmmx "
+            f"{1e3 * row['gmmx']:.1f} ms/iteration (compile "
+            f"{row['gmmx_compile']:.1f} s), jaxem {1e3 * row['jaxem32']:.1f} "
+            f"ms/iteration",
+            flush=True,
+        )
+    if sklearn:
+        row["sklearn"] = bench_sklearn(x, p0, short, long)
+        print(f"sklearn {1e3 * row['sklearn']:9.1f} ms/iteration", flush=True)
+        ratio = (
+            f"speed-up over scikit-learn: jaxem {row['sklearn'] / row['jaxem']:.1f}x"
+        )
+        if gmmx:
+            ratio += f" (float32: jaxem {row['sklearn'] / row['jaxem32']:.1f}x, "
+            ratio += f"gmmx {row['sklearn'] / row['gmmx']:.1f}x)"
+        print(ratio, flush=True)
+    t_one, t_eight = bench_restarts(x, p0, long)
+    row["restart_ratio"] = t_eight / t_one
+    print(
+        f"restarts: 1 = {t_one:.2f} s, 8 vmapped = {t_eight:.2f} s "
+        f"({row['restart_ratio']:.2f}x one restart, {long} iterations)",
+        flush=True,
+    )
+    if memory:
+        mem = bench_memory(n, d, k)
+        extra = mem["peak"] - mem["before"]
+        row["memory_ratio"] = extra / mem["data"]
+        print(
+            f"memory: data {mem['data'] / 2**20:.0f} MiB; fit peak above the "
+            f"resident data {extra / 2**20:.0f} MiB = {row['memory_ratio']:.2f}x "
+            f"the data (process peak {mem['peak'] / 2**20:.0f} MiB)",
+            flush=True,
+        )
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="N=20k, d=4, K=4")
+    parser.add_argument("--sizes", nargs="*", help="N,d,K triples")
+    parser.add_argument("--short", type=int, default=3)
+    parser.add_argument("--long", type=int, default=8)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-sklearn", action="store_true")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--gmmx-child", help=argparse.SUPPRESS)
+    parser.add_argument("--iters", type=int, default=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(*map(int, args.memory_child.split(",")), args.iters)
+        return None
+    if args.gmmx_child:
+        n, d, k = map(int, args.gmmx_child.split(","))
+        gmmx_child(n, d, k, args.short, args.long)
+        return None
+    if args.sizes:
+        sizes = [tuple(map(int, s.split(","))) for s in args.sizes]
+    elif args.small:
+        sizes = [(20_000, 4, 4)]
+    else:
+        sizes = [(100_000, 8, 8), (1_000_000, 16, 16)]
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, "
+        f"{os.cpu_count()} CPU cores"
+    )
+    return [
+        run_size(
+            n,
+            d,
+            k,
+            args.short,
+            args.long,
+            memory=not args.no_memory,
+            sklearn=not args.no_sklearn,
+        )
+        for n, d, k in sizes
+    ]
+
+
+if __name__ == "__main__":
+    main()

@@ -162,11 +162,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--n-init", type=_positive_int, default=1, metavar="R",
                      help="restarts, run together as one vmapped program "
                      "(mixtures; default: 1)")
-    fit.add_argument("--max-iter", type=_positive_int, metavar="N",
+    fit.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                      help="maximum EM iterations (default: 100)")
     fit.add_argument("--tol", type=_non_negative_float, metavar="TOL",
-                     help="convergence tolerance (default: the estimator's, "
-                     "1e-3 for mixtures, 1e-2 for HMMs)")
+                     help="convergence tolerance (default: the estimator's: "
+                     "1e-3 on the average log-likelihood per row for mixtures, "
+                     "1e-2 on the total log-likelihood for HMMs, as hmmlearn)")
     fit.add_argument("--seed", type=_non_negative_int, default=0,
                      help="random seed (default: 0)")
     fit.add_argument("--float32", action="store_true",
@@ -402,6 +403,8 @@ def _sequence_lengths(table: Table, col: int) -> tuple[list[int], list]:
 # ======================================================================= output
 def _fmt(x: Any, digits: int = 4) -> str:
     arr = np.asarray(x, dtype=np.float64)
+    if arr.size == 1:
+        arr = arr.reshape(())
     if arr.ndim == 0:
         v = float(arr)
         if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
@@ -473,7 +476,8 @@ def _estimator_ll(est, n: int) -> tuple[float, int, bool]:
 
 
 def describe(est, n: int | None = None, seconds: float | None = None,
-             title: str | None = None, file=None, extra: str = "") -> None:
+             title: str | None = None, file=None, extra: str = "",
+             symbols=None) -> None:
     """Print a fitted estimator as a compact table."""
     name = type(est).__name__
     title = title or name
@@ -491,7 +495,7 @@ def describe(est, n: int | None = None, seconds: float | None = None,
                 for j, (w, p) in enumerate(zip(est.weights_, est.p_, strict=True))]
         title += f" ({est.n_trials} tosses per row)"
     elif hasattr(est, "transmat_"):
-        header, rows = _hmm_rows(est)
+        header, rows = _hmm_rows(est, symbols)
     else:
         header, rows = ["attribute", "value"], [
             [k, _fmt(v)] for k, v in vars(est).items() if k.endswith("_")
@@ -499,13 +503,15 @@ def describe(est, n: int | None = None, seconds: float | None = None,
     print_table(title, header, rows, footer, file=file)
 
 
-def _hmm_rows(est) -> tuple[list[str], list[list[str]]]:
+def _hmm_rows(est, symbols=None) -> tuple[list[str], list[list[str]]]:
     K = np.asarray(est.transmat_).shape[0]
     header = ["state", "start"] + [f"->{j}" for j in range(K)]
     kind = type(est).__name__
     if kind == "CategoricalHMM":
         probs = np.asarray(est.emissionprob_)
-        header += [f"P({m})" for m in range(probs.shape[1])]
+        names = range(probs.shape[1]) if symbols is None else [
+            f"{v:g}" for v in symbols]
+        header += [f"P({m})" for m in names]
     elif kind == "PoissonHMM":
         header += ["rate"]
     else:
@@ -696,7 +702,8 @@ def _fit_hmm(args, X, data, lengths, progress):
     seconds = _timed_fit(est, X, lengths=lengths)
     n_seq = 1 if lengths is None else len(lengths)
     describe(est, X.shape[0], seconds,
-             title=f"{cls.__name__} of {data.path.name} ({n_seq} sequence(s))")
+             title=f"{cls.__name__} of {data.path.name} ({n_seq} sequence(s))",
+             symbols=mapping)
     return est, X, mapping
 
 
@@ -733,7 +740,9 @@ def _plot_fit(args, est, X, lengths, extra) -> None:
     else:
         posterior = est.predict_proba(X, lengths=lengths)
         states = est.predict(X, lengths=lengths)
-        shown = X if extra is None else extra[X[:, 0]]
+        shown = X if extra is None else extra[X[:, 0]]  # the original symbols
+        if np.all(shown == np.round(shown)):
+            shown = shown.astype(np.int64)  # discrete: points, no joining line
         fig = plot.plot_hmm(shown, states, posterior, lengths=lengths,
                             title=f"{name}: {est.n_components}-state HMM")
     _save_plot(fig, args.plot)

@@ -331,7 +331,9 @@ def plot_hmm(X, states, posterior, *, lengths=None, true_states=None,
     t = np.arange(T)
     discrete = np.issubdtype(x.dtype, np.integer)
     if not discrete:
-        top.plot(t, x, color="0.75", lw=0.8, zorder=1)
+        edges = np.cumsum([0, *(lengths if lengths is not None else [T])])
+        for a, b in zip(edges[:-1], edges[1:], strict=True):  # no line across
+            top.plot(t[a:b], x[a:b], color="0.75", lw=0.8, zorder=1)
     for k in range(K):
         sel = states == k
         top.scatter(t[sel], x[sel], s=14 if T < 400 else 8, color=_color(k),
@@ -344,7 +346,8 @@ def plot_hmm(X, states, posterior, *, lengths=None, true_states=None,
                     s=80, vmin=-0.6, vmax=max(int(true_states.max()), 1))
         top.annotate("true state (darker = higher)", (0, band),
                      textcoords="offset points", xytext=(0, 7), fontsize="x-small")
-    top.set_ylabel("observation")
+    top.set_ylabel("observation" if X.ndim == 1 or X.shape[1] == 1
+                   else "observation (feature 0)")
     top.legend(fontsize="small", frameon=False, ncol=K, loc="lower left",
                bbox_to_anchor=(0, 1.0), title="decoded state", alignment="left")
     fig.suptitle(title or "observations coloured by decoded state; state posterior")

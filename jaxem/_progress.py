@@ -58,8 +58,11 @@ class ProgressBar:
         min_interval: when printing lines, the least number of seconds between
             two lines (the first and the last report are always printed).
 
-    Under ``vmap`` over restarts the callback receives (R,) arrays: the bar
-    shows the furthest iteration and the best log-likelihood among them.
+    Under ``vmap`` over restarts, JAX calls the callback once per restart and
+    iteration (or with (R,) arrays): the bar shows the furthest iteration, the
+    best log-likelihood of any restart so far, and the change of the best
+    still-running restart from one iteration to the next (what ``tol`` waits
+    for).
 
     Examples:
         >>> import io, jax.numpy as jnp, jaxem
@@ -95,19 +98,31 @@ class ProgressBar:
         self.log_likelihood = math.nan
         self._bar = None
         self._closed = False
+        self._best: dict[int, float] = {}  # best log-likelihood per iteration
+        self._top = -1
+        self._key = ""
 
     # ------------------------------------------------------------ reporting
     def __call__(self, iteration: Any, log_likelihood: Any) -> None:
-        it = np.asarray(iteration).ravel()
+        it = np.asarray(iteration).ravel().astype(np.int64)
         ll = np.asarray(log_likelihood, dtype=np.float64).ravel()
-        finite = ll[np.isfinite(ll)]
-        best = float(finite.max()) if finite.size else math.nan
-        # The callback reports the log-likelihood *before* iteration `it`'s
-        # M-step, i.e. after `it` completed iterations; show 1-based progress.
-        step = int(it.max()) + 1 if it.size else self.iteration + 1
-        change = best - self.log_likelihood
-        self.iteration, self.log_likelihood = step, best
-        self._show(step, best, change)
+        for i, value in zip(it.tolist(), ll.tolist(), strict=True):
+            if math.isfinite(value):
+                self._best[i] = max(self._best.get(i, -math.inf), value)
+        if it.size:
+            self._top = max(self._top, int(it.max()))
+        # The callback reports the log-likelihood *before* iteration `top`'s
+        # M-step, i.e. after `top` completed iterations; show 1-based progress.
+        change = self._best.get(self._top, math.nan) - self._best.get(
+            self._top - 1, math.nan
+        )
+        best = max(self._best.values(), default=math.nan)
+        key = repr((self._top, best, change))  # repr: NaN equals NaN
+        if key == self._key:
+            return  # the same report, from another restart
+        self._key = key
+        self.iteration, self.log_likelihood = self._top + 1, best
+        self._show(self._top + 1, best, change)
 
     def _stream(self) -> TextIO:
         return self.file if self.file is not None else sys.stderr

@@ -219,6 +219,19 @@ def test_progress_batched_and_plain():
     assert "change +5.000e-01" in lines[1]
 
 
+def test_progress_one_call_per_restart():
+    # jax.debug.callback under vmap calls the host once per restart.
+    out = io.StringIO()
+    bar = _progress.ProgressBar("R", total=3, file=out, use_tqdm=False)
+    for it, ll in [(0, -10.0), (0, -8.0), (1, -9.0), (1, -7.5), (1, -7.5)]:
+        bar(np.int32(it), np.float64(ll))
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4  # the repeated report is not printed again
+    assert lines[-1].startswith("R iteration    2/3  log-likelihood -7.5")
+    assert lines[-1].endswith("change +5.000e-01")
+
+
 def test_verbose_estimator_draws_a_tqdm_bar(capsys):
     pytest.importorskip("tqdm")
     X = np.array([[5], [9], [8], [4], [7]])

@@ -6,6 +6,7 @@ import doctest
 import importlib
 import pathlib
 import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,18 @@ def test_doctests(name, tmp_path, monkeypatch):
         runner.run(test)
     failed, _ = runner.summarize(verbose=False)
     assert failed == 0, f"{failed} doctest example(s) failed in {name}"
+
+
+@pytest.mark.parametrize("page", ["getting-started.md", "coins.md"])
+def test_page_snippets_run(page, tmp_path, monkeypatch):
+    """The Python blocks of these pages run, in order, as written."""
+    monkeypatch.chdir(tmp_path)  # they save models and figures
+    text = (ROOT / "docs" / page).read_text()
+    namespace: dict = {}
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, f"{page} snippet", "exec"), namespace)
 
 
 def test_every_public_function_has_an_example():

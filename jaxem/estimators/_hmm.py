@@ -145,9 +145,9 @@ class _BaseHMM(SaveLoadMixin):
             raise ValueError(
                 f"algorithm: expected 'viterbi' or 'map', got {self.algorithm!r}"
             )
-        if self.implementation not in ("log", "scaling"):
+        if self.implementation not in ("log", "scaling", "parallel"):
             raise ValueError(
-                f"implementation: expected 'log' or 'scaling', got "
+                f"implementation: expected 'log', 'scaling' or 'parallel', got "
                 f"{self.implementation!r}"
             )
 
@@ -495,7 +495,9 @@ class GaussianHMM(_BaseHMM):
         verbose: show progress.
         params, init_params: letters of the parameters to update / initialise:
             ``s`` startprob, ``t`` transmat, ``m`` means, ``c`` covars.
-        implementation: accepted for compatibility (jaxem has one, in log space).
+        implementation: ``"log"`` or ``"scaling"`` (hmmlearn's names; both
+            run jaxem's sequential forward-backward) or ``"parallel"`` (the
+            ``lax.associative_scan`` form, for long sequences on a GPU).
         n_init: number of restarts (best log-likelihood wins), vmapped.
 
     Attributes:
@@ -580,6 +582,7 @@ class GaussianHMM(_BaseHMM):
             self.covariance_type,
             startprob_prior=self.startprob_prior,
             transmat_prior=self.transmat_prior,
+            parallel=self.implementation == "parallel",
             means_prior=_scalar_prior("means_prior", self.means_prior),
             means_weight=_scalar_prior("means_weight", self.means_weight),
             covars_prior=_scalar_prior("covars_prior", self.covars_prior),
@@ -727,6 +730,7 @@ class CategoricalHMM(_BaseHMM):
             int(self.n_features),
             startprob_prior=self.startprob_prior,
             transmat_prior=self.transmat_prior,
+            parallel=self.implementation == "parallel",
             emissionprob_prior=self.emissionprob_prior,
         )
 
@@ -846,6 +850,7 @@ class PoissonHMM(_BaseHMM):
             int(self.n_features),
             startprob_prior=self.startprob_prior,
             transmat_prior=self.transmat_prior,
+            parallel=self.implementation == "parallel",
             lambdas_prior=_scalar_prior("lambdas_prior", self.lambdas_prior),
             lambdas_weight=_scalar_prior("lambdas_weight", self.lambdas_weight),
         )

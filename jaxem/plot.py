@@ -235,7 +235,11 @@ def _history(fit) -> tuple[np.ndarray, str]:
         h = np.asarray(fit.history, np.float64)
         if h.ndim != 1:
             raise ValueError("fit: a batched FitResult; plot one restart at a time")
-        return h[: int(np.asarray(fit.n_iter))], "total log-likelihood"
+        # history[i] follows i M-steps; the final value follows all n_iter.
+        final = float(np.asarray(fit.log_likelihood))
+        return np.append(h[: int(np.asarray(fit.n_iter))], final), (
+            "total log-likelihood"
+        )
     if hasattr(fit, "monitor_"):
         return np.asarray(list(fit.monitor_.history), np.float64), "log-likelihood"
     if hasattr(fit, "lower_bounds_"):
@@ -265,7 +269,7 @@ def plot_log_likelihood(fit, *, ax=None, label: str | None = None,
         >>> from jaxem.plot import plot_log_likelihood
         >>> fig = plot_log_likelihood([-12.0, -10.1, -9.9, -9.85])
         >>> fig.axes[0].get_xlabel()
-        'EM iteration'
+        'EM iterations done'
     """
     h, ylabel = _history(fit)
     fig, ax = _axes(ax)
@@ -275,7 +279,7 @@ def plot_log_likelihood(fit, *, ax=None, label: str | None = None,
     if drops.size:
         ax.plot(it[drops + 1], h[drops + 1], "o", color="red", ms=7,
                 label="decrease (should not happen)")
-    ax.set_xlabel("EM iteration")
+    ax.set_xlabel("EM iterations done")
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(_integer_locator())
     if h.size:

@@ -84,7 +84,7 @@ def test_log_likelihood_from_fit_result_and_decrease_marker(tmp_path):
     heads = jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])
     result = jaxem.fit(model, params0, heads, max_iter=8, tol=0.0)
     fig = plot.plot_log_likelihood(result)
-    assert fig.axes[0].lines[0].get_xydata().shape == (8, 2)
+    assert fig.axes[0].lines[0].get_xydata().shape == (9, 2)  # start + 8 steps
     _png(fig, tmp_path / "ll.png")
     bad = plot.plot_log_likelihood([-10.0, -9.0, -9.5, -9.4])
     labels = [ln.get_label() for ln in bad.axes[0].lines]

@@ -41,6 +41,17 @@ class Saved(NamedTuple):
             (pass your ``LatentModel`` yourself).
         result: the ``FitResult`` when one was saved, else None.
         metadata: the file's metadata dict (format version, model, shapes, ...).
+
+    Examples:
+        >>> import os, tempfile, jax.numpy as jnp, jaxem
+        >>> model = jaxem.models.binomial_mixture(2, 10)
+        >>> params0 = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.6, 0.5])}
+        >>> heads = jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])
+        >>> result = jaxem.fit(model, params0, heads, max_iter=10, tol=0.0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "fit.npz")
+        >>> saved = jaxem.load(jaxem.save(path, result, model=model))
+        >>> int(saved.result.n_iter), saved.metadata["model"]["factory"]
+        (10, 'binomial_mixture')
     """
 
     params: Any

@@ -64,7 +64,16 @@ def _color(k: int) -> str:
 
 
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> None:
-    """Write ``fig`` to ``path`` (format from the suffix) and release it."""
+    """Write ``fig`` to ``path`` (format from the suffix) and release it.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from jaxem.plot import plot_log_likelihood, save_figure
+        >>> path = os.path.join(tempfile.mkdtemp(), "loglik.png")
+        >>> save_figure(plot_log_likelihood([-3.0, -2.5, -2.4]), path)
+        >>> open(path, "rb").read(4)
+        b'\x89PNG'
+    """
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:

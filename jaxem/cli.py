@@ -160,8 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--lengths", type=_lengths, metavar="L1,L2,...",
                      help="hmm: lengths of the concatenated sequences")
     fit.add_argument("--n-init", type=_positive_int, default=1, metavar="R",
-                     help="restarts, run together as one vmapped program "
-                     "(mixtures; default: 1)")
+                     help="restarts, run together as one vmapped program; the "
+                     "best is kept (default: 1)")
     fit.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                      help="maximum EM iterations (default: 100)")
     fit.add_argument("--tol", type=_non_negative_float, metavar="TOL",
@@ -695,8 +695,10 @@ def _fit_hmm(args, X, data, lengths, progress):
     else:
         cls = _estimator_class("GaussianHMM")
         kw = {"covariance_type": args.covariance_type or "diag"}
-    if args.n_init != 1:
-        raise UsageError("--n-init: HMMs take one initialisation (use --seed)")
+    if "n_init" in cls().get_params():
+        kw["n_init"] = args.n_init
+    elif args.n_init != 1:
+        raise UsageError(f"--n-init: {cls.__name__} takes one initialisation")
     est = cls(n_components=args.components, verbose=bool(progress),
               **kw, **_kwargs(args, "n_iter"))
     seconds = _timed_fit(est, X, lengths=lengths)

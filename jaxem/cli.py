@@ -226,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # validation by the estimators: the input is wrong
         print(f"{name}: error: {err}", file=sys.stderr)
         return 2
+    except ImportError as err:  # an optional extra that is not installed
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return 2
     except RuntimeError as err:  # e.g. every restart hit a non-finite likelihood
         print(f"{name}: fit failed: {err}", file=sys.stderr)
         return 1
@@ -557,6 +560,8 @@ def _estimator_class(name: str):
 
 
 def _cmd_fit(args) -> int:
+    if args.plot:
+        _pyplot_or_skip()  # before a long fit, not after
     _setup_jax(args.float32)
     table = read_table(args.file, check_finite=False)
     seq_col = None
@@ -895,8 +900,8 @@ def _pyplot_or_skip() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError(
-            "plots need matplotlib: python -m pip install 'jaxem[plot]' (or run "
-            "jaxem demo --no-plots)"
+            "plots need matplotlib: python -m pip install 'jaxem[plot]' (or leave "
+            "out the plots: jaxem demo --no-plots, jaxem fit without --plot)"
         ) from None
 
 

@@ -253,3 +253,11 @@ def test_functional_fit_with_progress_context(capsys):
         assert callback is None
     err = capsys.readouterr().err
     assert err.count("coins iteration") == 4
+
+
+def test_plot_without_matplotlib_is_one_line(capsys, gmm_csv, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    _one_line_error(capsys, "fit", "gmm", gmm_csv, "--plot", tmp_path / "f.png",
+                    match="plots need matplotlib")
+    _one_line_error(capsys, "demo", "--out", tmp_path / "d",
+                    match="plots need matplotlib")

@@ -32,8 +32,10 @@ COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
 # Rows per block: about this many (row, component, feature) entries at once.
-_BLOCK_ENTRIES = 2**16
+_BLOCK_ENTRIES = 2**18
 _LOG_2PI = math.log(2 * math.pi)
+# float64 full covariances: expand the quadratic form (fewer flops).
+_EXPAND_FLOAT64 = True
 
 
 def covariance_shape(covariance_type: str, n_components: int, n_features: int):
@@ -127,7 +129,7 @@ def _log_table(params, data, covariance_type):
     mc = means - centre[None, :]
     const = log_det + jnp.log(weights) - 0.5 * d * _LOG_2PI
 
-    if covariance_type == "full" and dtype == jnp.float64:
+    if covariance_type == "full" and dtype == jnp.float64 and _EXPAND_FLOAT64:
         # (x-m)^T P (x-m) = pairs(x) . packed(P) - 2 x^T P m + m^T P m: half the
         # flops of projecting on every factor; its cancellation (relative
         # eps |x - centre|^2 / sigma^2) is harmless in float64.

@@ -56,6 +56,12 @@ def fit_restarts(
             callback=callback,
         )
 
+    if jax.tree.leaves(params0)[0].shape[0] == 1:
+        # One restart: a plain fit, without vmap's batched while_loop, which
+        # selects over the whole loop carry every iteration (measured 1.2-1.7x
+        # slower for a Gaussian mixture).
+        result = one(jax.tree.map(lambda a: a[0], params0))
+        return jax.tree.map(lambda a: a[None], result)
     return jax.vmap(one)(params0)
 
 

@@ -14,7 +14,6 @@ import ast
 import collections
 import enum
 import hashlib
-import importlib
 import io
 import json
 import os
@@ -122,11 +121,15 @@ def _jaxem_class(path: str):
     module, _, qualname = path.partition(":")
     if not (module == "jaxem" or module.startswith("jaxem.")) or not qualname:
         raise ValueError(f"refers to {path!r}, which is not a jaxem class")
+    # Only modules jaxem has already imported: loading a file never imports
+    # (and so never runs) anything.
+    obj = sys.modules.get(module)
     try:
-        obj = importlib.import_module(module)
+        if obj is None:
+            raise AttributeError(module)
         for part in qualname.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
+    except AttributeError as err:
         raise ValueError(f"refers to {path!r}, unknown to this jaxem") from err
     if not isinstance(obj, type):
         raise ValueError(f"refers to {path!r}, which is not a class")

@@ -317,3 +317,16 @@ def test_refuses_functional_params_off_their_model(tmp_path):
     _rewrite(path, edit_arrays=off)
     with pytest.raises(ValueError, match=r"do not fit binomial_mixture\(2, 10\)"):
         jaxem.load(path)
+
+
+def test_never_imports_a_module_named_in_the_file(saved_coins):
+    import sys
+
+    def point_at_main(meta):
+        meta["state"]["__dict__"]["fit_status_"] = {
+            "__enum__": "jaxem.__main__:Status", "value": 0}
+
+    _rewrite(saved_coins, point_at_main)
+    with pytest.raises(ValueError, match="unknown to this jaxem"):
+        jaxem.load(saved_coins)
+    assert "jaxem.__main__" not in sys.modules

@@ -226,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # validation by the estimators: the input is wrong
         print(f"{name}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. --out in a folder that does not exist
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{name}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except ImportError as err:  # an optional extra that is not installed
         print(f"{name}: error: {err}", file=sys.stderr)
         return 2
@@ -559,9 +563,34 @@ def _estimator_class(name: str):
     return cls
 
 
+def _check_output(path: str | None, option: str) -> None:
+    if path is None:
+        return
+    parent = pathlib.Path(path).resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist")
+
+
+def _check_plot_format(path: str) -> None:
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = pathlib.Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise UsageError(
+            f"--plot {path}: unknown image type {suffix!r} (use one of "
+            f"{', '.join(sorted(formats))})"
+        )
+
+
 def _cmd_fit(args) -> int:
+    # Everything that can be checked before a long fit is checked first.
+    for path, option in ((args.out, "--out"), (args.predict, "--predict"),
+                         (args.plot, "--plot")):
+        _check_output(path, option)
     if args.plot:
-        _pyplot_or_skip()  # before a long fit, not after
+        _pyplot_or_skip()
+        _check_plot_format(args.plot)
     _setup_jax(args.float32)
     table = read_table(args.file, check_finite=False)
     seq_col = None

@@ -114,6 +114,17 @@ def test_bad_options(capsys, gmm_csv, argv, match):
     _one_line_error(capsys, "fit", "gmm", gmm_csv, *argv, match=match)
 
 
+def test_unwritable_outputs(capsys, tmp_path):
+    coins = jaxem.data.path("coins")
+    for flag in ("--out", "--predict", "--plot"):
+        _one_line_error(capsys, "fit", "coins", coins, flag,
+                        tmp_path / "no" / "dir" / "f.png",
+                        match=f"{flag} {tmp_path / 'no' / 'dir' / 'f.png'}: the "
+                        "folder")
+    _one_line_error(capsys, "fit", "coins", coins, "--plot", tmp_path / "f.xyz",
+                    match="unknown image type 'xyz' (use one of")
+
+
 def test_coins_input_errors(capsys, tmp_path):
     path = tmp_path / "heads.csv"
     path.write_text("heads\n3\n12\n")

@@ -272,3 +272,16 @@ def test_plot_without_matplotlib_is_one_line(capsys, gmm_csv, tmp_path, monkeypa
                     match="plots need matplotlib")
     _one_line_error(capsys, "demo", "--out", tmp_path / "d",
                     match="plots need matplotlib")
+
+
+def test_show_functional_fit_result(capsys, tmp_path):
+    model = jaxem.models.binomial_mixture(2, 10)
+    params0 = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.6, 0.5])}
+    heads = jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])
+    result = jaxem.fit(model, params0, heads, max_iter=10, tol=0.0,
+                       frozen=("weights",))
+    jaxem.save(tmp_path / "fit.npz", result, model=model)
+    code, out, err = run(capsys, "show", tmp_path / "fit.npz")
+    assert code == 0, err
+    assert "fit_result of model binomial_mixture(2, 10)" in out
+    assert "[0.7967 0.5197]" in out and "iterations 10" in out

@@ -159,7 +159,9 @@ def test_float32_badly_scaled_data_stays_finite_and_close():
     x32 = x64.astype(np.float32)
     # float32 rounds 1e4 to 1e-3: compare with float64 on the same rounded data.
     x64 = x32.astype(np.float64)
-    ref = jaxem.GaussianMixture(2, random_state=0, tol=1e-6).fit(x64)
+    ref = jaxem.GaussianMixture(
+        2, random_state=0, tol=1e-6, init_params="random_from_data"
+    ).fit(x64)
     inits = dict(
         weights_init=ref.weights_,
         means_init=ref.means_,
@@ -293,7 +295,13 @@ def test_sample_shapes_and_moments():
 # ------------------------------------------------------------------ estimator
 def test_estimator_api_and_semantics():
     X = _blobs(n=150, d=2, k=2, seed=10)
-    gm = jaxem.GaussianMixture(2, covariance_type="diag", n_init=3, random_state=0)
+    gm = jaxem.GaussianMixture(
+        2,
+        covariance_type="diag",
+        n_init=3,
+        random_state=0,
+        init_params="random_from_data",
+    )
     labels = gm.fit_predict(X)
     np.testing.assert_array_equal(labels, gm.predict(X))
     np.testing.assert_allclose(gm.predict_proba(X).sum(1), 1.0)
@@ -309,7 +317,13 @@ def test_estimator_api_and_semantics():
     gm.fit(X)
     np.testing.assert_allclose(gm.means_, before, atol=1e-2)
     with pytest.warns(jaxem.estimators.ConvergenceWarning):
-        jaxem.GaussianMixture(2, max_iter=1, tol=0.0, random_state=0).fit(X)
+        jaxem.GaussianMixture(
+            2,
+            covariance_type="diag",
+            max_iter=1,
+            tol=0.0,
+            init_params="random_from_data",
+        ).fit(X)
     with pytest.raises(jaxem.estimators.NotFittedError):
         jaxem.GaussianMixture(2).predict(X)
 
@@ -320,7 +334,11 @@ def test_select_gaussian_mixture():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", jaxem.estimators.CollapsedComponentWarning)
         sel = jaxem.select_gaussian_mixture(
-            X, [1, 2, 3], "spherical", random_state=0, n_init=2
+            X,
+            [1, 2, 3],
+            "spherical",
+            random_state=0,
+            init_params="random_from_data",
         )
     assert sel.bic.shape == sel.aic.shape == (3, 1)
     assert sel.best_n_components == 2

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import pathlib
 import pkgutil
 import re
-import shutil
 import subprocess
 import sys
 
@@ -64,7 +64,13 @@ def test_every_public_function_has_an_example():
     assert not missing, f"public names without a docstring: {missing}"
 
 
-@pytest.mark.skipif(shutil.which("mkdocs") is None, reason="mkdocs not installed")
+_DOCS_TOOLS = ("mkdocs", "mkdocstrings", "material")
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in _DOCS_TOOLS),
+    reason="the docs extra (mkdocs, mkdocstrings, mkdocs-material) is not installed",
+)
 def test_mkdocs_build_strict(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",

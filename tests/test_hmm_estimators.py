@@ -166,14 +166,14 @@ def test_convergence_and_monitor_like_hmmlearn():
 
 def test_restarts_pick_the_best_and_sample():
     X = X_GAUSS
-    many = jaxem.GaussianHMM(K, n_iter=10, random_state=0, n_init=3)
+    many = jaxem.GaussianHMM(K, n_iter=6, random_state=0, n_init=3)
     many.fit(X, LENGTHS)
     starts = many._initial_params(
         many._model(), jaxem.estimators._hmm.to_padded(X, np.array(LENGTHS)),
         np.array(LENGTHS), jaxem.estimators._base.check_random_state(0),
     )
     # The chosen restart is at least as good as the first one run alone.
-    alone = jaxem.GaussianHMM(K, n_iter=10, init_params="", tol=many.tol)
+    alone = jaxem.GaussianHMM(K, n_iter=6, init_params="", tol=many.tol)
     for name in ("startprob", "transmat", "means"):
         setattr(alone, name + "_", starts[name][0])
     alone.covars_ = starts["covars"][0]

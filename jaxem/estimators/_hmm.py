@@ -509,8 +509,8 @@ class GaussianHMM(_BaseHMM):
         >>> X = np.r_[np.zeros((20, 1)), np.ones((20, 1)) * 5]
         >>> X = X + np.random.default_rng(0).normal(size=X.shape)
         >>> hmm = jaxem.GaussianHMM(2, n_iter=20, random_state=0).fit(X)
-        >>> hmm.predict(X).shape
-        (40,)
+        >>> hmm.transmat_.shape, hmm.covars_.shape
+        ((2, 2), (2, 1, 1))
     """
 
     _name = "GaussianHMM"

@@ -241,13 +241,10 @@ def gaussian_hmm(
     arguments return the same (cached) model, so fits do not retrace.
 
     Examples:
-        >>> import jax, jaxem
-        >>> model = jaxem.models.gaussian_hmm(3, 2)
-        >>> x, z = model.sample(jax.random.key(0), model.init(
-        ...     jax.random.key(1), jax.numpy.zeros((1, 10, 2)) + jax.random.normal(
-        ...         jax.random.key(2), (1, 10, 2))), 20)
-        >>> x.shape, z.shape
-        ((20, 2), (20,))
+        >>> import jaxem
+        >>> model = jaxem.models.gaussian_hmm(3, 2, "full")
+        >>> sorted(model.constraints), model.event_shape
+        (['covars', 'means', 'startprob', 'transmat'], (2,))
     """
     _check_size("n_states", n_states)
     _check_size("n_features", n_features)

@@ -268,3 +268,17 @@ def test_bad_declarations_raise():
         jaxem.fit(SEQUENTIAL, _params(), x[0], lengths=None)
     with pytest.raises(ValueError, match="weights"):
         jaxem.fit(SEQUENTIAL, _params(), x, weights=jnp.ones(2), lengths=lengths)
+
+
+def test_float32_follows_the_input_dtype():
+    model = jaxem.models.gaussian_hmm(K, 1)
+    x, lengths = _data()
+    p64 = {**_hmm_params(), "covars": jnp.ones((K, 1))}
+    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p64)
+    x32 = x.astype(jnp.float32)[..., None]
+    r32 = jaxem.fit(model, p32, x32, lengths=lengths, max_iter=2, tol=0.0)
+    r64 = jaxem.fit(model, p64, x[..., None], lengths=lengths, max_iter=2, tol=0.0)
+    assert r32.params["means"].dtype == jnp.float32
+    assert r32.log_likelihood.dtype == jnp.float32
+    np.testing.assert_allclose(r32.params["means"], r64.params["means"], rtol=1e-4)
+    np.testing.assert_allclose(r32.log_likelihood, r64.log_likelihood, rtol=1e-5)

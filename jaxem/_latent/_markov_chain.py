@@ -169,7 +169,7 @@ class MarkovChain:
         """
         data = _as_batch(model, data)
         valid = _valid_mask(data, lengths)
-        data = _fill_padding(data, valid)
+        data = data if lengths is None else _fill_padding(data, valid)
         log_init, log_trans, log_emit = self.log_factors(model, params, data)
 
         def one(emit, mask):
@@ -192,7 +192,7 @@ class MarkovChain:
         table, so Q costs one emission table plus O(B K^2).
         """
         valid = _valid_mask(data, lengths)
-        data = _fill_padding(data, valid)
+        data = data if lengths is None else _fill_padding(data, valid)
         log_init, log_trans, log_emit = self.log_factors(model, params, data)
         gamma, xi = posterior.marginals, posterior.transitions
         first = _dot(gamma[:, 0, :], log_init[None, :], axes=(-1,))
@@ -441,7 +441,7 @@ def viterbi_with_score(model, params, data, lengths=None):
     latent = model.latent
     data = _as_batch(model, data)
     valid = _valid_mask(data, lengths)
-    data = _fill_padding(data, valid)
+    data = data if lengths is None else _fill_padding(data, valid)
     log_init, log_trans, log_emit = latent.log_factors(model, params, data)
     return jax.vmap(lambda e, m: _viterbi_one(log_init, log_trans, e, m))(
         log_emit, valid

@@ -19,7 +19,9 @@ class ClosedForm:
         stats: ``stats(data, posterior, weights) -> pytree`` of expected
             sufficient statistics that ADD across observations (and sequences),
             so they can be summed over chunks, minibatches and devices.
-            ``weights`` is None when ``fit`` was given none.
+            ``weights`` is None when ``fit`` was given none. A ``stats`` that
+            declares a ``params`` keyword also receives the current parameters
+            (e.g. to centre sums on a parameter-dependent reference point).
         update: ``update(stats, params) -> params``. May return a dict with only
             some of the parameter keys; the others are then fitted by the
             gradient M-step with the returned ones held fixed.

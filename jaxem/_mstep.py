@@ -60,7 +60,7 @@ def m_step(
     new = params
     fixed = set(frozen)
     if model.m_step is not None:
-        stats = model.m_step.stats(data, posterior, weights)
+        stats = call_stats(model.m_step.stats, data, posterior, weights, params)
         update = _closed_form_update(model.m_step.update, stats, params, frozen)
         if isinstance(params, dict) and isinstance(update, dict):
             update = {k: v for k, v in update.items() if k not in frozen}
@@ -77,6 +77,18 @@ def m_step(
     return _gradient_m_step(
         model, new, data, posterior, weights, lengths, free, optimizer, num_iters
     )
+
+
+def call_stats(stats, data, posterior, weights, params):
+    """Call ``stats(data, posterior, weights)``, passing ``params`` if it takes them.
+
+    Statistics taken about a reference point that depends on the current
+    parameters (not on the data) stay additive across chunks, minibatches and
+    devices, and keep float32 sums well conditioned.
+    """
+    if "params" in inspect.signature(stats).parameters:
+        return stats(data, posterior, weights, params=params)
+    return stats(data, posterior, weights)
 
 
 def _closed_form_update(update, stats, params, frozen):

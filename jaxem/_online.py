@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import _validation
+from . import _mstep, _validation
 from . import constraints as _constraints
 from ._fit import FitResult, Status
 from ._model import LatentModel
@@ -64,7 +64,12 @@ def online_init(model: LatentModel, params0: Any, example_batch: Any) -> OnlineS
     post = jax.eval_shape(
         lambda p, b: model.latent.e_step(model, p, b).posterior, params0, example_batch
     )
-    shapes = jax.eval_shape(model.m_step.stats, example_batch, post, None)
+    shapes = jax.eval_shape(
+        lambda b, q, p: _mstep.call_stats(model.m_step.stats, b, q, None, p),
+        example_batch,
+        post,
+        params0,
+    )
     stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     return OnlineState(jax.tree.map(jnp.asarray, params0), stats, jnp.asarray(0))
 
@@ -94,7 +99,9 @@ def online_update(
     """
     estep = model.latent.e_step(model, state.params, batch, weights)
     count = model.latent.num_observations(batch, weights)
-    batch_stats = model.m_step.stats(batch, estep.posterior, weights)
+    batch_stats = _mstep.call_stats(
+        model.m_step.stats, batch, estep.posterior, weights, state.params
+    )
     rho = (state.step + step_offset) ** (-step_exponent)
     stats = jax.tree.map(
         lambda old, new: (1 - rho) * old + rho * new / count, state.stats, batch_stats

@@ -97,11 +97,21 @@ def test_table_equals_vmapped_log_joint_in_blocks(ctype, monkeypatch):
     # Blocked statistics equal one-block statistics.
     resp = jax.nn.softmax(table, axis=1)
     w = jnp.asarray(np.random.default_rng(2).uniform(0, 2, 150))
-    blocked = model.m_step.stats(jnp.asarray(x), resp, w)
+    blocked = model.m_step.stats(jnp.asarray(x), resp, w, params)
     monkeypatch.setattr(_gmm, "_BLOCK_ENTRIES", 10**9)
-    whole = model.m_step.stats(jnp.asarray(x), resp, w)
+    whole = model.m_step.stats(jnp.asarray(x), resp, w, params)
     for key in whole:
         np.testing.assert_allclose(blocked[key], whole[key], rtol=1e-12, atol=1e-12)
+    # Additive: the statistics of two chunks sum to those of the whole data
+    # (the reference point depends on the parameters, not on the chunk).
+    halves = [
+        model.m_step.stats(jnp.asarray(x[sl]), resp[sl], w[sl], params)
+        for sl in (slice(0, 70), slice(70, 150))
+    ]
+    for key in whole:
+        np.testing.assert_allclose(
+            halves[0][key] + halves[1][key], whole[key], rtol=1e-10, atol=1e-10
+        )
 
 
 @pytest.mark.parametrize("ctype", TYPES)
@@ -190,10 +200,16 @@ def test_float32_badly_scaled_data_stays_finite_and_close():
     )
     # The statistics match a float64 two-pass computation from the same
     # responsibilities, where one pass about the origin would cancel.
+    # Sums are centred on the current means' centre, which EM keeps inside
+    # the data (here a start one spread away from the fitted means).
     resp = ref.predict_proba(x64)
+    start = {
+        **_params("full"),
+        "means": ref.means_ + np.sqrt(np.diag(ref.covariances_[0])),
+    }
     new = jaxem.m_step(
         model,
-        jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), _params("full")),
+        jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), start),
         jnp.asarray(x32),
         jnp.asarray(resp, jnp.float32),
     )

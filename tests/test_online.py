@@ -60,3 +60,28 @@ def test_online_em_rejects_models_without_statistics_and_bad_options(heads):
         jaxem.fit_minibatch(MODEL, P0, heads, batch_size=10, step_exponent=0.3)
     with pytest.raises(ValueError, match="data: contains"):
         jaxem.fit_minibatch(MODEL, P0, jnp.array([1.0, jnp.nan]), batch_size=1)
+
+
+def test_minibatch_em_on_a_gaussian_mixture():
+    rng = np.random.default_rng(0)
+    x = (
+        np.concatenate(
+            [
+                rng.normal([0.0, 0.0], 1.0, (3000, 2)),
+                rng.normal([6.0, 3.0], 0.5, (2000, 2)),
+            ]
+        )
+        + 1e3
+    )
+    model = jaxem.models.gaussian_mixture(2, 2, "full")
+    params0 = model.init(jax.random.key(0), jnp.asarray(x), "kmeans")
+    full = jaxem.fit(model, params0, x, tol=1e-9, max_iter=300)
+    online = jaxem.fit_minibatch(model, params0, x, batch_size=1000, num_epochs=10)
+    np.testing.assert_allclose(online.params["means"], full.params["means"], atol=0.05)
+    gap = (full.log_likelihood - online.log_likelihood) / x.shape[0]
+    assert abs(gap) < 1e-4
+    # One batch holding all the data: the running statistics converge to the
+    # full-data ones, so online EM reaches the EM fixed point itself.
+    whole = jaxem.fit_minibatch(model, params0, x, batch_size=5000, num_epochs=5)
+    gap = (full.log_likelihood - whole.log_likelihood) / x.shape[0]
+    assert abs(gap) < 1e-8

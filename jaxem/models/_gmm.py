@@ -11,7 +11,9 @@ Cholesky of K d×d matrices) and evaluates the (N, K) log-joint table in row
 blocks, so no N×K×d intermediate is ever built: for ``full`` covariances one
 block's Mahalanobis terms are one matrix product (B, d)×(d, K·d). The M-step
 is closed form from additive expected sufficient statistics taken about the
-data mean, so float32 does not lose the covariances to cancellation.
+centre of the current means (a point inside the data that depends on the
+parameters only, so statistics of chunks, minibatches and devices add), so
+float32 does not lose the covariances to cancellation.
 """
 
 from __future__ import annotations
@@ -190,13 +192,22 @@ def _component_log_pdf(x, mean, cov, covariance_type):
     return -0.5 * (d * _LOG_2PI + log_det + maha)
 
 
-def _stats(data, resp, weights, covariance_type):
-    """Additive sufficient statistics about the data mean ``shift``.
+def _reference(params):
+    """The point sums are centred on: the mean of the current component means.
+
+    It depends on the parameters only, so statistics of chunks, minibatches and
+    devices taken at the same parameters add exactly, and it lies inside the
+    data's range, so float32 sums of squares do not cancel.
+    """
+    return jnp.mean(params["means"], axis=0)
+
+
+def _stats(data, resp, weights, covariance_type, shift):
+    """Additive sufficient statistics about the reference point ``shift``.
 
     ``n`` (K,) = sum_n r_nk, ``s1`` (K, d) = sum_n r_nk (x_n - shift),
     ``s2`` = sum_n r_nk (x_n - shift)(x_n - shift)^T reduced to the covariance
-    type's shape. The shift is the mean of the data the statistics were taken
-    on; statistics of different data sets add only if they share it.
+    type's shape; ``shift`` (d,) is ``_reference(params)``.
     """
     dtype = resp.dtype
     data = data.astype(dtype)
@@ -204,7 +215,7 @@ def _stats(data, resp, weights, covariance_type):
     k = resp.shape[1]
     if weights is not None:
         resp = resp * weights.astype(dtype)[:, None]
-    shift = jnp.mean(data, axis=0)
+    shift = shift.astype(dtype)
 
     def block(x, r, fresh):
         r = jnp.where(fresh[:, None], r, 0.0)
@@ -232,7 +243,7 @@ def _stats(data, resp, weights, covariance_type):
     sums = _sum_rows(block, (data, resp), _block_size(n, k * d), zero)
     if covariance_type == "full":
         sums["s2"] = _unpack_symmetric(sums["s2"], d)
-    return {**sums, "shift": shift}
+    return sums
 
 
 def _pair_products(x):
@@ -264,9 +275,10 @@ def _update(s, params, covariance_type, reg_covar, frozen=()):
     # Below the round-off of the sum, a component has no data: it collapsed.
     alive = nk_raw > 10 * eps * jnp.maximum(total, 1.0)
     delta = s["s1"] / nk[:, None]
-    means = s["shift"][None, :] + delta
+    shift = _reference(params).astype(dtype)
+    means = shift[None, :] + delta
     means = jnp.where(alive[:, None], means, params["means"])
-    centre = params["means"] - s["shift"][None, :] if "means" in frozen else delta
+    centre = params["means"] - shift[None, :] if "means" in frozen else delta
     d = means.shape[1]
     eye = jnp.eye(d, dtype=dtype)
 
@@ -452,8 +464,8 @@ def gaussian_mixture(
     def log_joint_table(params, data):
         return _log_table(params, data, ctype)
 
-    def stats(data, resp, weights):
-        return _stats(data, resp, weights, ctype)
+    def stats(data, resp, weights, params):
+        return _stats(data, resp, weights, ctype, _reference(params))
 
     def update(s, params, frozen=()):
         return _update(s, params, ctype, reg_covar, frozen)
@@ -466,7 +478,7 @@ def gaussian_mixture(
             "means": jnp.broadcast_to(jnp.mean(data, axis=0), (k, d)),
             "covariances": _identity_covariances(ctype, k, d, data.dtype),
         }
-        return update(stats(data, resp, None), placeholder)
+        return update(stats(data, resp, None, placeholder), placeholder)
 
     def sample(key, params, n):
         kz, kx = jax.random.split(key)

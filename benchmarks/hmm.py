@@ -96,8 +96,11 @@ def bench_jaxem_parallel(x, params, iters):
 
     first, _ = _timed(run)
     best, result = min((_timed(run) for _ in range(2)), key=lambda r: r[0])
-    return {"per_iter": best / iters, "compile": first - best,
-            "loglik": float(result.history[iters - 1])}
+    return {
+        "per_iter": best / iters,
+        "compile": first - best,
+        "loglik": float(result.history[iters - 1]),
+    }
 
 
 def bench_estimator(x, params, iters):
@@ -112,8 +115,11 @@ def bench_estimator(x, params, iters):
 
     first, _ = _timed(run)
     best, _ = min((_timed(run) for _ in range(2)), key=lambda r: r[0])
-    return {"per_iter": best / iters, "compile": first - best,
-            "loglik": est.monitor_.history[-1]}
+    return {
+        "per_iter": best / iters,
+        "compile": first - best,
+        "loglik": est.monitor_.history[-1],
+    }
 
 
 def bench_hmmlearn(x, params, iters):
@@ -125,8 +131,11 @@ def bench_hmmlearn(x, params, iters):
     X = x.reshape(-1, D)
     lengths = [x.shape[1]] * x.shape[0]
     elapsed, _ = _timed(lambda: est.fit(X, lengths))
-    return {"per_iter": elapsed / iters, "compile": 0.0,
-            "loglik": est.monitor_.history[-1]}
+    return {
+        "per_iter": elapsed / iters,
+        "compile": 0.0,
+        "loglik": est.monitor_.history[-1],
+    }
 
 
 def bench_dynamax(x, params, iters):
@@ -148,25 +157,30 @@ def bench_dynamax(x, params, iters):
         return hmm.fit_em(dparams, props, emissions, num_iters=n, verbose=False)
 
     t1 = min(_timed(lambda: run(1))[0] for _ in range(2))
-    tn, (_, lps) = min((_timed(lambda: run(iters + 1)) for _ in range(2)),
-                       key=lambda r: r[0])
+    tn, (_, lps) = min(
+        (_timed(lambda: run(iters + 1)) for _ in range(2)), key=lambda r: r[0]
+    )
     per_iter = max(tn - t1, 1e-9) / iters
-    return {"per_iter": per_iter, "compile": t1 - per_iter,
-            "loglik": float(lps[-1])}
+    return {"per_iter": per_iter, "compile": t1 - per_iter, "loglik": float(lps[-1])}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="small sizes")
-    parser.add_argument("--only-jaxem", action="store_true",
-                        help="jaxem alone, sequential and parallel (e.g. on a GPU)")
+    parser.add_argument(
+        "--only-jaxem",
+        action="store_true",
+        help="jaxem alone, sequential and parallel (e.g. on a GPU)",
+    )
     args = parser.parse_args(argv)
     workloads = [("1 x T=100000", 1, 100_000), ("1000 x T=200", 1000, 200)]
     if args.quick:
         workloads = [("1 x T=2000", 1, 2000), ("50 x T=100", 50, 100)]
-    print(f"jax {jax.__version__}, {jax.devices()[0].platform}, "
-          f"{os.cpu_count()} CPU(s), float64, K={K}, d={D}, {args.iters} iterations")
+    print(
+        f"jax {jax.__version__}, {jax.devices()[0].platform}, "
+        f"{os.cpu_count()} CPU(s), float64, K={K}, d={D}, {args.iters} iterations"
+    )
     for label, b, t in workloads:
         x, means = make_data(b, t)
         params = start_params(means)
@@ -179,14 +193,18 @@ def main(argv=None):
             rows["jaxem fit (parallel)"] = bench_jaxem_parallel(x, params, args.iters)
         base = rows.get("hmmlearn", rows["jaxem fit"])["per_iter"]
         print(f"\n{label}", flush=True)
-        print(f"{'':24s} {'per iter (ms)':>14s} {'compile (s)':>12s} "
-              f"{'speed-up':>12s} {'log-lik':>16s}")
+        print(
+            f"{'':24s} {'per iter (ms)':>14s} {'compile (s)':>12s} "
+            f"{'speed-up':>12s} {'log-lik':>16s}"
+        )
         for name, r in rows.items():
             if r is None:
                 print(f"{name:24s} {'not installed':>14s}")
                 continue
-            print(f"{name:24s} {1e3 * r['per_iter']:14.2f} {r['compile']:12.2f} "
-                  f"{base / r['per_iter']:11.1f}x {r['loglik']:16.4f}")
+            print(
+                f"{name:24s} {1e3 * r['per_iter']:14.2f} {r['compile']:12.2f} "
+                f"{base / r['per_iter']:11.1f}x {r['loglik']:16.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,14 @@ def simulate(n_rolls: int, seed: int = 0):
     return np.asarray(rolls), np.asarray(dice)
 
 
-def main(n_rolls: int = 20_000, seed: int = 0, plot: bool = True, n_iter: int = 500,
-         n_init: int = 4, verbose: bool = True) -> dict:
+def main(
+    n_rolls: int = 20_000,
+    seed: int = 0,
+    plot: bool = True,
+    n_iter: int = 500,
+    n_init: int = 4,
+    verbose: bool = True,
+) -> dict:
     """Simulate the casino, fit a 2-state HMM, report and plot the estimates.
 
     Returns:
@@ -64,8 +70,14 @@ def main(n_rolls: int = 20_000, seed: int = 0, plot: bool = True, n_iter: int = 
         print(f"rolls whose die the posterior gets right: {accuracy:.1%}")
     if plot:
         _plot(p_loaded, dice)
-    return {"hmm": hmm, "transmat": transmat, "emissionprob": emissionprob,
-            "p_loaded": p_loaded, "dice": dice, "accuracy": accuracy}
+    return {
+        "hmm": hmm,
+        "transmat": transmat,
+        "emissionprob": emissionprob,
+        "p_loaded": p_loaded,
+        "dice": dice,
+        "accuracy": accuracy,
+    }
 
 
 def _plot(p_loaded, dice, window=600):
@@ -76,12 +88,24 @@ def _plot(p_loaded, dice, window=600):
         return
     t = np.arange(min(window, len(dice)))
     fig, ax = plt.subplots(figsize=(9, 3))
-    ax.fill_between(t, 0, dice[t], step="mid", color="tab:red", alpha=0.2,
-                    label="loaded die in use (truth)")
-    ax.plot(t, p_loaded[t], color="tab:blue", lw=1.2,
-            label="posterior P(loaded | rolls)")
-    ax.set(xlabel="roll", ylabel="probability", ylim=(-0.02, 1.02),
-           title="The occasionally dishonest casino")
+    ax.fill_between(
+        t,
+        0,
+        dice[t],
+        step="mid",
+        color="tab:red",
+        alpha=0.2,
+        label="loaded die in use (truth)",
+    )
+    ax.plot(
+        t, p_loaded[t], color="tab:blue", lw=1.2, label="posterior P(loaded | rolls)"
+    )
+    ax.set(
+        xlabel="roll",
+        ylabel="probability",
+        ylim=(-0.02, 1.02),
+        title="The occasionally dishonest casino",
+    )
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     plt.show()

@@ -56,7 +56,9 @@ PARTIAL = jaxem.LatentModel(
     name="poisson_mixture_partial",
 )
 GRADIENT = jaxem.LatentModel(
-    log_joint, jaxem.Categorical(3), constraints=CONSTRAINTS,
+    log_joint,
+    jaxem.Categorical(3),
+    constraints=CONSTRAINTS,
     name="poisson_mixture_gradient",
 )
 
@@ -74,19 +76,23 @@ def main(n: int = 600, max_iter: int = 300, seed: int = 0, plot: bool = True):
     quantiles = np.quantile(x, [0.1, 0.5, 0.9]) + 0.5
     params0 = {"weights": jnp.full(3, 1 / 3), "rates": jnp.asarray(quantiles)}
     fits = {
-        "partial closed form": jaxem.fit(PARTIAL, params0, x, max_iter=max_iter,
-                                         tol=1e-9),
-        "gradient only": jaxem.fit(GRADIENT, params0, x, max_iter=max_iter,
-                                   tol=1e-9),
+        "partial closed form": jaxem.fit(
+            PARTIAL, params0, x, max_iter=max_iter, tol=1e-9
+        ),
+        "gradient only": jaxem.fit(GRADIENT, params0, x, max_iter=max_iter, tol=1e-9),
     }
     print(f"true       weights {np.round(TRUE_WEIGHTS, 3)}  rates {TRUE_RATES}")
     for label, r in fits.items():
         w, lam = np.asarray(r.params["weights"]), np.asarray(r.params["rates"])
-        print(f"{label:20s} weights {np.round(w, 3)}  rates {np.round(lam, 3)}  "
-              f"log-lik {float(r.log_likelihood):.4f}  ({int(r.n_iter)} iterations)")
+        print(
+            f"{label:20s} weights {np.round(w, 3)}  rates {np.round(lam, 3)}  "
+            f"log-lik {float(r.log_likelihood):.4f}  ({int(r.n_iter)} iterations)"
+        )
     a, b = (fits[k].params["rates"] for k in fits)
-    print(f"largest difference between the two fits' rates: "
-          f"{float(jnp.max(jnp.abs(a - b))):.2e}")
+    print(
+        f"largest difference between the two fits' rates: "
+        f"{float(jnp.max(jnp.abs(a - b))):.2e}"
+    )
     if plot:
         _plot(x, fits["partial closed form"])
     return jax.tree.map(np.asarray, fits["partial closed form"].params)
@@ -99,8 +105,13 @@ def _plot(x, result):
     lam = np.asarray(result.params["rates"])
     k = np.arange(0, int(x.max()) + 2)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.hist(x, bins=np.arange(-0.5, k[-1] + 1), density=True, color="0.8",
-            label=f"data (N={x.size})")
+    ax.hist(
+        x,
+        bins=np.arange(-0.5, k[-1] + 1),
+        density=True,
+        color="0.8",
+        label=f"data (N={x.size})",
+    )
     pmf = w[:, None] * np.exp(st.poisson.logpmf(k[None, :], lam[:, None]))
     for j in range(3):
         ax.plot(k, pmf[j], "--", marker=".", label=f"w={w[j]:.2f}, rate={lam[j]:.2f}")

@@ -74,18 +74,21 @@ def initial_params(data) -> dict:
 def main(n: int = 400, max_iter: int = 200, seed: int = 0, plot: bool = True):
     """Simulate, fit by EM with gradient M-steps, print the estimates."""
     data, z = simulate(n, seed)
-    result = jaxem.fit(MODEL, initial_params(data), data, max_iter=max_iter,
-                       tol=1e-8)
+    result = jaxem.fit(MODEL, initial_params(data), data, max_iter=max_iter, tol=1e-8)
     params = jax.tree.map(np.asarray, result.params)
     order = np.argsort(-params["coef"][:, 0])  # rising regime first, as TRUE
-    print(f"{int(result.n_iter)} iterations, converged={bool(result.converged)}, "
-          f"log-likelihood {float(result.log_likelihood):.3f}")
+    print(
+        f"{int(result.n_iter)} iterations, converged={bool(result.converged)}, "
+        f"log-likelihood {float(result.log_likelihood):.3f}"
+    )
     print("regime  weight        slope         intercept     sigma   (true)")
     for row, k in enumerate(order):
-        print(f"{row:6d}  {params['weights'][k]:.3f} ({TRUE['weights'][row]:.2f})"
-              f"  {params['coef'][k, 0]:+.3f} ({TRUE['coef'][row, 0]:+.1f})"
-              f"  {params['intercept'][k]:+.3f} ({TRUE['intercept'][row]:+.1f})"
-              f"  {params['sigma'][k]:.3f} ({TRUE['sigma'][row]:.1f})")
+        print(
+            f"{row:6d}  {params['weights'][k]:.3f} ({TRUE['weights'][row]:.2f})"
+            f"  {params['coef'][k, 0]:+.3f} ({TRUE['coef'][row, 0]:+.1f})"
+            f"  {params['intercept'][k]:+.3f} ({TRUE['intercept'][row]:+.1f})"
+            f"  {params['sigma'][k]:.3f} ({TRUE['sigma'][row]:.1f})"
+        )
     history = np.asarray(result.history)[: int(result.n_iter)]
     assert np.all(np.diff(history) >= -1e-6 * np.abs(history[1:])), "EM went down"
     if plot:
@@ -101,10 +104,20 @@ def _plot(data, params, result):
     grid = np.linspace(-3, 3, 50)
     for k, color in enumerate(["tab:blue", "tab:red"]):
         sel = resp.argmax(1) == k
-        ax.scatter(data["x"][sel, 0], data["y"][sel], s=10, alpha=0.6, color=color,
-                   label=f"regime {k}")
-        ax.plot(grid, params["coef"][k, 0] * grid + params["intercept"][k],
-                color=color, lw=2)
+        ax.scatter(
+            data["x"][sel, 0],
+            data["y"][sel],
+            s=10,
+            alpha=0.6,
+            color=color,
+            label=f"regime {k}",
+        )
+        ax.plot(
+            grid,
+            params["coef"][k, 0] * grid + params["intercept"][k],
+            color=color,
+            lw=2,
+        )
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title("mixture of two linear regressions (gradient M-step)")

@@ -192,8 +192,12 @@ def _model_metadata(model) -> dict | None:
             args = [ast.literal_eval(a) for a in call.args]
             kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
             if getattr(_models, call.func.id)(*args, **kwargs) == model:
-                return {"name": name, "factory": call.func.id, "args": args,
-                        "kwargs": kwargs}
+                return {
+                    "name": name,
+                    "factory": call.func.id,
+                    "args": args,
+                    "kwargs": kwargs,
+                }
     except (SyntaxError, ValueError, TypeError):
         pass
     return {"name": name, "factory": None}
@@ -504,8 +508,10 @@ def _check_estimator(est) -> None:
         _check_params(model, params)
         n_features = getattr(est, "n_features_in_", None)
         to_data = getattr(est, "_to_data", None)
-        if n_features is not None and to_data is not None and hasattr(
-            model.latent, "table"
+        if (
+            n_features is not None
+            and to_data is not None
+            and hasattr(model.latent, "table")
         ):
             import jax
 

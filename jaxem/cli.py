@@ -119,11 +119,19 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_DEMO_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--out", default="jaxem-demo-output", metavar="DIR",
-                      help="folder for the plots (default: %(default)s)")
+    demo.add_argument(
+        "--out",
+        default="jaxem-demo-output",
+        metavar="DIR",
+        help="folder for the plots (default: %(default)s)",
+    )
     demo.add_argument("--no-plots", action="store_true", help="do not draw plots")
-    demo.add_argument("--seed", type=_non_negative_int, default=0,
-                      help="random seed of the initialisations (default: 0)")
+    demo.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="random seed of the initialisations (default: 0)",
+    )
     _progress_option(demo)
     demo.set_defaults(func=_cmd_demo)
 
@@ -134,49 +142,93 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_FIT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    fit.add_argument("model", choices=["gmm", "coins", "hmm"],
-                     help="gmm: Gaussian mixture; coins: binomial mixture; "
-                     "hmm: hidden Markov model")
+    fit.add_argument(
+        "model",
+        choices=["gmm", "coins", "hmm"],
+        help="gmm: Gaussian mixture; coins: binomial mixture; hmm: hidden Markov model",
+    )
     fit.add_argument("file", metavar="FILE", help=".csv or .npy data file")
-    fit.add_argument("-k", "--components", "--states", dest="components",
-                     type=_positive_int, default=2, metavar="K",
-                     help="number of mixture components / HMM states (default: 2)")
-    fit.add_argument("--covariance-type", choices=["full", "diag", "spherical",
-                                                   "tied"],
-                     help="Gaussian covariance layout (default: full for gmm, "
-                     "diag for hmm)")
-    fit.add_argument("--emission", choices=["gaussian", "categorical", "poisson"],
-                     default="gaussian",
-                     help="hmm emission distribution (default: gaussian); "
-                     "categorical codes the distinct values 0..M-1")
-    fit.add_argument("--n-trials", type=_positive_int, metavar="N",
-                     help="coins: tosses per row when FILE holds head counts")
-    fit.add_argument("--columns", metavar="COLS",
-                     help="comma-separated column names or 1-based numbers to use "
-                     "(default: all)")
-    fit.add_argument("--sequence-column", metavar="COL",
-                     help="hmm: column of sequence ids; rows of one sequence must "
-                     "be contiguous")
-    fit.add_argument("--lengths", type=_lengths, metavar="L1,L2,...",
-                     help="hmm: lengths of the concatenated sequences")
-    fit.add_argument("--n-init", type=_positive_int, default=1, metavar="R",
-                     help="restarts, run together as one vmapped program; the "
-                     "best is kept (default: 1)")
-    fit.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
-                     help="maximum EM iterations (default: 100)")
-    fit.add_argument("--tol", type=_non_negative_float, metavar="TOL",
-                     help="convergence tolerance (default: the estimator's: "
-                     "1e-3 on the average log-likelihood per row for mixtures, "
-                     "1e-2 on the total log-likelihood for HMMs, as hmmlearn)")
-    fit.add_argument("--seed", type=_non_negative_int, default=0,
-                     help="random seed (default: 0)")
-    fit.add_argument("--float32", action="store_true",
-                     help="compute in float32 (default: float64)")
+    fit.add_argument(
+        "-k",
+        "--components",
+        "--states",
+        dest="components",
+        type=_positive_int,
+        default=2,
+        metavar="K",
+        help="number of mixture components / HMM states (default: 2)",
+    )
+    fit.add_argument(
+        "--covariance-type",
+        choices=["full", "diag", "spherical", "tied"],
+        help="Gaussian covariance layout (default: full for gmm, diag for hmm)",
+    )
+    fit.add_argument(
+        "--emission",
+        choices=["gaussian", "categorical", "poisson"],
+        default="gaussian",
+        help="hmm emission distribution (default: gaussian); "
+        "categorical codes the distinct values 0..M-1",
+    )
+    fit.add_argument(
+        "--n-trials",
+        type=_positive_int,
+        metavar="N",
+        help="coins: tosses per row when FILE holds head counts",
+    )
+    fit.add_argument(
+        "--columns",
+        metavar="COLS",
+        help="comma-separated column names or 1-based numbers to use (default: all)",
+    )
+    fit.add_argument(
+        "--sequence-column",
+        metavar="COL",
+        help="hmm: column of sequence ids; rows of one sequence must be contiguous",
+    )
+    fit.add_argument(
+        "--lengths",
+        type=_lengths,
+        metavar="L1,L2,...",
+        help="hmm: lengths of the concatenated sequences",
+    )
+    fit.add_argument(
+        "--n-init",
+        type=_positive_int,
+        default=1,
+        metavar="R",
+        help="restarts, run together as one vmapped program; the "
+        "best is kept (default: 1)",
+    )
+    fit.add_argument(
+        "--max-iter",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="maximum EM iterations (default: 100)",
+    )
+    fit.add_argument(
+        "--tol",
+        type=_non_negative_float,
+        metavar="TOL",
+        help="convergence tolerance (default: the estimator's: "
+        "1e-3 on the average log-likelihood per row for mixtures, "
+        "1e-2 on the total log-likelihood for HMMs, as hmmlearn)",
+    )
+    fit.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="random seed (default: 0)"
+    )
+    fit.add_argument(
+        "--float32", action="store_true", help="compute in float32 (default: float64)"
+    )
     fit.add_argument("--out", metavar="MODEL.npz", help="save the fitted model")
     fit.add_argument("--plot", metavar="FIG.png", help="draw the fit to an image")
-    fit.add_argument("--predict", metavar="LABELS.csv",
-                     help="write each row's most likely component / state and the "
-                     "posterior probabilities")
+    fit.add_argument(
+        "--predict",
+        metavar="LABELS.csv",
+        help="write each row's most likely component / state and the "
+        "posterior probabilities",
+    )
     _progress_option(fit)
     fit.set_defaults(func=_cmd_fit)
 
@@ -195,7 +247,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _progress_option(parser):
     parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="show a progress bar (default: when the output is a terminal)",
     )
 
@@ -279,8 +333,9 @@ class Table:
         )
 
     def select(self, cols: list[int]) -> Table:
-        return Table(self.path, self.values[:, cols], [self.names[c] for c in cols],
-                     self.lines)
+        return Table(
+            self.path, self.values[:, cols], [self.names[c] for c in cols], self.lines
+        )
 
 
 def read_table(path: str | os.PathLike, *, check_finite: bool = True) -> Table:
@@ -333,8 +388,10 @@ def _read_csv(path) -> Table:
         raise UsageError(f"{path}: cannot read ({err})") from None
     rows, lines = [], []
     for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
-        if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith(
-            "#"
+        if (
+            not row
+            or all(not c.strip() for c in row)
+            or row[0].lstrip().startswith("#")
         ):
             continue
         rows.append([c.strip() for c in row])
@@ -420,8 +477,14 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return "[" + " ".join(_fmt(v, digits) for v in arr.ravel()) + "]"
 
 
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
-                footer: Sequence[str] = (), file=None, indent: int = 3) -> None:
+def print_table(
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    footer: Sequence[str] = (),
+    file=None,
+    indent: int = 3,
+) -> None:
     """Print an aligned text table with a title and footer lines."""
     file = file or sys.stdout
     pad = " " * indent
@@ -429,8 +492,10 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
     widths = [max(len(r[j]) for r in cells) for j in range(len(header))]
     print(pad + title, file=file)
     for n, row in enumerate(cells):
-        line = "  ".join(c.rjust(w) if n and j else c.ljust(w)
-                         for j, (c, w) in enumerate(zip(row, widths, strict=True)))
+        line = "  ".join(
+            c.rjust(w) if n and j else c.ljust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
         print(pad + line.rstrip(), file=file)
         if n == 0:
             print(pad + "  ".join("-" * w for w in widths), file=file)
@@ -438,11 +503,14 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
         print(pad + line, file=file)
 
 
-def _fit_footer(ll: float, n: int, n_iter: int, converged: bool, seconds=None,
-                extra: str = "") -> str:
+def _fit_footer(
+    ll: float, n: int, n_iter: int, converged: bool, seconds=None, extra: str = ""
+) -> str:
     status = "converged" if converged else "not converged"
-    parts = [f"log-likelihood {ll:.6g} ({ll / n:.4g} per obs., N={n})",
-             f"{n_iter} iterations, {status}"]
+    parts = [
+        f"log-likelihood {ll:.6g} ({ll / n:.4g} per obs., N={n})",
+        f"{n_iter} iterations, {status}",
+    ]
     if seconds is not None:
         parts.append(f"{seconds:.2f} s")
     if extra:
@@ -462,8 +530,12 @@ def _gmm_rows(est) -> tuple[list[str], list[list[str]]]:
         header.append("corr")
     rows = []
     for j in range(k):
-        row = [str(j), f"{est.weights_[j]:.4f}", _fmt(means[j] if d > 1 else means[j,
-               0]), _fmt(stds[j] if d > 1 else stds[j, 0])]
+        row = [
+            str(j),
+            f"{est.weights_[j]:.4f}",
+            _fmt(means[j] if d > 1 else means[j, 0]),
+            _fmt(stds[j] if d > 1 else stds[j, 0]),
+        ]
         if d == 2:
             row.append(f"{covs[j, 0, 1] / (stds[j, 0] * stds[j, 1]):+.3f}")
         rows.append(row)
@@ -482,9 +554,15 @@ def _estimator_ll(est, n: int) -> tuple[float, int, bool]:
     return float(ll), int(est.n_iter_), bool(est.converged_)
 
 
-def describe(est, n: int | None = None, seconds: float | None = None,
-             title: str | None = None, file=None, extra: str = "",
-             symbols=None) -> None:
+def describe(
+    est,
+    n: int | None = None,
+    seconds: float | None = None,
+    title: str | None = None,
+    file=None,
+    extra: str = "",
+    symbols=None,
+) -> None:
     """Print a fitted estimator as a compact table."""
     name = type(est).__name__
     title = title or name
@@ -498,15 +576,18 @@ def describe(est, n: int | None = None, seconds: float | None = None,
         title += f" ({est.covariance_type} covariances)"
     elif name == "BinomialMixture":
         header = ["coin", "weight", "P(heads)"]
-        rows = [[str(j), f"{w:.4f}", f"{p:.4f}"]
-                for j, (w, p) in enumerate(zip(est.weights_, est.p_, strict=True))]
+        rows = [
+            [str(j), f"{w:.4f}", f"{p:.4f}"]
+            for j, (w, p) in enumerate(zip(est.weights_, est.p_, strict=True))
+        ]
         title += f" ({est.n_trials} tosses per row)"
     elif hasattr(est, "transmat_"):
         header, rows = _hmm_rows(est, symbols)
     else:
-        header, rows = ["attribute", "value"], [
-            [k, _fmt(v)] for k, v in vars(est).items() if k.endswith("_")
-        ]
+        header, rows = (
+            ["attribute", "value"],
+            [[k, _fmt(v)] for k, v in vars(est).items() if k.endswith("_")],
+        )
     print_table(title, header, rows, footer, file=file)
 
 
@@ -516,8 +597,9 @@ def _hmm_rows(est, symbols=None) -> tuple[list[str], list[list[str]]]:
     kind = type(est).__name__
     if kind == "CategoricalHMM":
         probs = np.asarray(est.emissionprob_)
-        names = range(probs.shape[1]) if symbols is None else [
-            f"{v:g}" for v in symbols]
+        names = (
+            range(probs.shape[1]) if symbols is None else [f"{v:g}" for v in symbols]
+        )
         header += [f"P({m})" for m in names]
     elif kind == "PoissonHMM":
         header += ["rate"]
@@ -585,8 +667,11 @@ def _check_plot_format(path: str) -> None:
 
 def _cmd_fit(args) -> int:
     # Everything that can be checked before a long fit is checked first.
-    for path, option in ((args.out, "--out"), (args.predict, "--predict"),
-                         (args.plot, "--plot")):
+    for path, option in (
+        (args.out, "--out"),
+        (args.predict, "--predict"),
+        (args.plot, "--plot"),
+    ):
         _check_output(path, option)
     if args.plot:
         _pyplot_or_skip()
@@ -656,14 +741,23 @@ def _fit_gmm(args, X, data, lengths, progress):
             f"{args.file}: {X.shape[0]} row(s) is fewer than --components "
             f"{args.components}"
         )
-    est = cls(n_components=args.components,
-              covariance_type=args.covariance_type or "full", n_init=args.n_init,
-              verbose=int(progress), **_kwargs(args, "max_iter"))
+    est = cls(
+        n_components=args.components,
+        covariance_type=args.covariance_type or "full",
+        n_init=args.n_init,
+        verbose=int(progress),
+        **_kwargs(args, "max_iter"),
+    )
     seconds = _timed_fit(est, X)
     n = X.shape[0]
     bic = est.bic(X)
-    describe(est, n, seconds, title=f"Gaussian mixture of {data.path.name} "
-             f"(columns {', '.join(data.names)})", extra=f"BIC {bic:.6g}")
+    describe(
+        est,
+        n,
+        seconds,
+        title=f"Gaussian mixture of {data.path.name} (columns {', '.join(data.names)})",
+        extra=f"BIC {bic:.6g}",
+    )
     return est, X, None
 
 
@@ -698,11 +792,15 @@ def _fit_coins(args, X, data, lengths, progress):
                 f"--n-trials {args.n_trials}: FILE has {n_trials} tosses per row"
             )
         heads = X.sum(axis=1, keepdims=True)
-    est = cls(n_components=args.components, n_trials=int(n_trials),
-              n_init=args.n_init, verbose=int(progress), **_kwargs(args, "max_iter"))
+    est = cls(
+        n_components=args.components,
+        n_trials=int(n_trials),
+        n_init=args.n_init,
+        verbose=int(progress),
+        **_kwargs(args, "max_iter"),
+    )
     seconds = _timed_fit(est, heads)
-    describe(est, heads.shape[0], seconds,
-             title=f"Coin mixture of {data.path.name}")
+    describe(est, heads.shape[0], seconds, title=f"Coin mixture of {data.path.name}")
     return est, heads, None
 
 
@@ -717,8 +815,10 @@ def _fit_hmm(args, X, data, lengths, progress):
         symbols, codes = np.unique(X[:, 0], return_inverse=True)
         mapping = symbols
         X = codes.reshape(-1, 1).astype(np.int64)
-        print("categorical symbols: " + ", ".join(
-            f"{s:g} -> {i}" for i, s in enumerate(symbols)))
+        print(
+            "categorical symbols: "
+            + ", ".join(f"{s:g} -> {i}" for i, s in enumerate(symbols))
+        )
         cls = _estimator_class("CategoricalHMM")
         kw = {}
     elif args.emission == "poisson":
@@ -733,13 +833,21 @@ def _fit_hmm(args, X, data, lengths, progress):
         kw["n_init"] = args.n_init
     elif args.n_init != 1:
         raise UsageError(f"--n-init: {cls.__name__} takes one initialisation")
-    est = cls(n_components=args.components, verbose=bool(progress),
-              **kw, **_kwargs(args, "n_iter"))
+    est = cls(
+        n_components=args.components,
+        verbose=bool(progress),
+        **kw,
+        **_kwargs(args, "n_iter"),
+    )
     seconds = _timed_fit(est, X, lengths=lengths)
     n_seq = 1 if lengths is None else len(lengths)
-    describe(est, X.shape[0], seconds,
-             title=f"{cls.__name__} of {data.path.name} ({n_seq} sequence(s))",
-             symbols=mapping)
+    describe(
+        est,
+        X.shape[0],
+        seconds,
+        title=f"{cls.__name__} of {data.path.name} ({n_seq} sequence(s))",
+        symbols=mapping,
+    )
     return est, X, mapping
 
 
@@ -748,8 +856,10 @@ def _write_predictions(path, est, X, lengths, seq_names) -> None:
     proba = np.asarray(est.predict_proba(X, **kw))
     labels = np.asarray(est.predict(X, **kw))
     header = ["label"] + [f"p_{k}" for k in range(proba.shape[1])]
-    rows = [[int(lab)] + [f"{p:.6g}" for p in pr]
-            for lab, pr in zip(labels, proba, strict=True)]
+    rows = [
+        [int(lab)] + [f"{p:.6g}" for p in pr]
+        for lab, pr in zip(labels, proba, strict=True)
+    ]
     if seq_names is not None:
         ids = np.repeat(seq_names, lengths)
         header = ["sequence"] + header
@@ -768,19 +878,26 @@ def _plot_fit(args, est, X, lengths, extra) -> None:
 
     name = pathlib.Path(args.file).name
     if args.model == "gmm":
-        fig = plot.plot_gmm(est, X, title=f"{name}: {est.n_components} "
-                            "Gaussian components")
+        fig = plot.plot_gmm(
+            est, X, title=f"{name}: {est.n_components} Gaussian components"
+        )
     elif args.model == "coins":
-        fig = plot.plot_coins(coin_trajectory(est, X[:, 0]),
-                              title=f"{name}: coin mixture")
+        fig = plot.plot_coins(
+            coin_trajectory(est, X[:, 0]), title=f"{name}: coin mixture"
+        )
     else:
         posterior = est.predict_proba(X, lengths=lengths)
         states = est.predict(X, lengths=lengths)
         shown = X if extra is None else extra[X[:, 0]]  # the original symbols
         if np.all(shown == np.round(shown)):
             shown = shown.astype(np.int64)  # discrete: points, no joining line
-        fig = plot.plot_hmm(shown, states, posterior, lengths=lengths,
-                            title=f"{name}: {est.n_components}-state HMM")
+        fig = plot.plot_hmm(
+            shown,
+            states,
+            posterior,
+            lengths=lengths,
+            title=f"{name}: {est.n_components}-state HMM",
+        )
     _save_plot(fig, args.plot)
 
 
@@ -848,11 +965,16 @@ def _cmd_show(args) -> int:
     path = pathlib.Path(args.model_file)
     meta = _io.read_metadata(path)
     obj = _io.load(path)
-    print(f"{path}: jaxem file format {meta['format_version']}, saved by jaxem "
-          f"{meta['jaxem_version']}")
+    print(
+        f"{path}: jaxem file format {meta['format_version']}, saved by jaxem "
+        f"{meta['jaxem_version']}"
+    )
     if meta["kind"] == "estimator":
-        options = ", ".join(f"{k}={v!r}" for k, v in obj.get_params().items()
-                            if not isinstance(v, np.ndarray))
+        options = ", ".join(
+            f"{k}={v!r}"
+            for k, v in obj.get_params().items()
+            if not isinstance(v, np.ndarray)
+        )
         print(f"{type(obj).__name__}({options})")
         describe(obj, getattr(obj, "_n_obs", None), title="fitted parameters")
         _show_fit_state(obj)
@@ -860,13 +982,18 @@ def _cmd_show(args) -> int:
     model = meta.get("model") or {}
     print(f"{meta['kind']} of model {model.get('name', '(not recorded)')}")
     leaves = _flatten(obj.params)
-    print_table("parameters", ["name", "shape", "dtype", "value"],
-                [[k, "x".join(map(str, v.shape)) or "()", v.dtype, _fmt(v)]
-                 for k, v in leaves], indent=0)
+    print_table(
+        "parameters",
+        ["name", "shape", "dtype", "value"],
+        [[k, "x".join(map(str, v.shape)) or "()", v.dtype, _fmt(v)] for k, v in leaves],
+        indent=0,
+    )
     if obj.result is not None:
         r = obj.result
-        print(f"  log-likelihood {float(r.log_likelihood):.6g}   iterations "
-              f"{int(r.n_iter)}   converged {bool(r.converged)}")
+        print(
+            f"  log-likelihood {float(r.log_likelihood):.6g}   iterations "
+            f"{int(r.n_iter)}   converged {bool(r.converged)}"
+        )
     return 0
 
 
@@ -955,22 +1082,36 @@ def _demo_heights(out, seed, progress) -> list[pathlib.Path]:
     est = jaxem.GaussianMixture(2, n_init=3, random_state=seed, verbose=int(progress))
     seconds = _timed_fit(est, X)
     order = np.argsort(est.means_[:, 0])
-    rows = [[str(i), f"{est.weights_[k]:.3f}", f"{est.means_[k, 0]:.2f}",
-             f"{np.sqrt(est.covariances_[k].ravel()[0]):.2f}"]
-            for i, k in enumerate(order)]
+    rows = [
+        [
+            str(i),
+            f"{est.weights_[k]:.3f}",
+            f"{est.means_[k, 0]:.2f}",
+            f"{np.sqrt(est.covariances_[k].ravel()[0]):.2f}",
+        ]
+        for i, k in enumerate(order)
+    ]
     ll, n_iter, converged = _estimator_ll(est, X.shape[0])
     print_table(
         "jaxem.GaussianMixture(2)",
         ["component", "weight", "mean (cm)", "std (cm)"],
         rows,
-        [_fit_footer(ll, X.shape[0], n_iter, converged, seconds),
-         "the data were drawn from N(162, 6.5^2) and N(176, 7.2^2), half each"],
+        [
+            _fit_footer(ll, X.shape[0], n_iter, converged, seconds),
+            "the data were drawn from N(162, 6.5^2) and N(176, 7.2^2), half each",
+        ],
     )
-    return _demo_plot(out, "heights.png", lambda: plot.plot_gmm(
-        est, X, title="1000 heights: two Gaussian components",
-        xlabel="height (cm)")) + _demo_plot(
-        out, "heights-loglik.png",
-        lambda: plot.plot_log_likelihood(est, title="heights: EM log-likelihood"))
+    return _demo_plot(
+        out,
+        "heights.png",
+        lambda: plot.plot_gmm(
+            est, X, title="1000 heights: two Gaussian components", xlabel="height (cm)"
+        ),
+    ) + _demo_plot(
+        out,
+        "heights-loglik.png",
+        lambda: plot.plot_log_likelihood(est, title="heights: EM log-likelihood"),
+    )
 
 
 def _demo_coins(out, seed, progress) -> list[pathlib.Path]:
@@ -988,25 +1129,42 @@ def _demo_coins(out, seed, progress) -> list[pathlib.Path]:
     params0 = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.6, 0.5])}
     start = time.perf_counter()
     with _progress.progress("coins", 10, progress, min_interval=0.5) as callback:
-        result = jaxem.fit(model, params0, heads, frozen=("weights",), tol=0.0,
-                           max_iter=10, callback=callback)
+        result = jaxem.fit(
+            model,
+            params0,
+            heads,
+            frozen=("weights",),
+            tol=0.0,
+            max_iter=10,
+            callback=callback,
+        )
         ll = float(result.log_likelihood)
     seconds = time.perf_counter() - start
     path, _ = em_path(model, params0, heads, 10, 0.0, frozen=("weights",))
     theta = np.stack([p["p"] for p in path])
-    rows = [[name, f"{theta[0, k]:.2f}", f"{theta[-1, k]:.4f}", paper]
-            for k, (name, paper) in enumerate([("A", "0.80"), ("B", "0.52")])]
+    rows = [
+        [name, f"{theta[0, k]:.2f}", f"{theta[-1, k]:.4f}", paper]
+        for k, (name, paper) in enumerate([("A", "0.80"), ("B", "0.52")])
+    ]
     print_table(
         "jaxem.models.binomial_mixture(2, 10), weights fixed at 1/2",
         ["coin", "start θ", "θ after 10 iterations", "paper"],
         rows,
-        [_fit_footer(ll, heads.shape[0], int(result.n_iter), True, seconds)
-         .replace("converged", "as asked (tol=0)")],
+        [
+            _fit_footer(ll, heads.shape[0], int(result.n_iter), True, seconds).replace(
+                "converged", "as asked (tol=0)"
+            )
+        ],
     )
-    return _demo_plot(out, "coins.png", lambda: plot.plot_coins(
-        theta, title="two coins: θ over 10 EM iterations")) + _demo_plot(
-        out, "coins-loglik.png", lambda: plot.plot_log_likelihood(
-            result, title="coins: EM log-likelihood"))
+    return _demo_plot(
+        out,
+        "coins.png",
+        lambda: plot.plot_coins(theta, title="two coins: θ over 10 EM iterations"),
+    ) + _demo_plot(
+        out,
+        "coins-loglik.png",
+        lambda: plot.plot_log_likelihood(result, title="coins: EM log-likelihood"),
+    )
 
 
 def _demo_casino(out, seed, progress) -> list[pathlib.Path]:
@@ -1024,20 +1182,40 @@ def _demo_casino(out, seed, progress) -> list[pathlib.Path]:
     start = time.perf_counter()
     # HMM likelihoods have poor local optima: keep the best of a few starts.
     if "n_init" in cls().get_params():  # restarts run as one vmapped program
-        est = cls(n_components=2, n_iter=200, tol=1e-4, n_init=3, random_state=seed,
-                  verbose=bool(progress)).fit(X)
+        est = cls(
+            n_components=2,
+            n_iter=200,
+            tol=1e-4,
+            n_init=3,
+            random_state=seed,
+            verbose=bool(progress),
+        ).fit(X)
     else:
-        fits = [cls(n_components=2, n_iter=200, tol=1e-4, random_state=seed + r,
-                    verbose=bool(progress)).fit(X) for r in range(3)]
+        fits = [
+            cls(
+                n_components=2,
+                n_iter=200,
+                tol=1e-4,
+                random_state=seed + r,
+                verbose=bool(progress),
+            ).fit(X)
+            for r in range(3)
+        ]
         est = max(fits, key=lambda e: e.score(X))
     seconds = time.perf_counter() - start
     L = int(np.argmax(np.asarray(est.emissionprob_)[:, 5]))
     names = ["fair", "loaded"] if L == 1 else ["loaded", "fair"]
     rows = []
     for k in (1 - L, L):
-        rows.append([names[k], f"{est.startprob_[k]:.2f}",
-                     f"{est.transmat_[k, 1 - L]:.3f}", f"{est.transmat_[k, L]:.3f}"]
-                    + [f"{p:.3f}" for p in est.emissionprob_[k]])
+        rows.append(
+            [
+                names[k],
+                f"{est.startprob_[k]:.2f}",
+                f"{est.transmat_[k, 1 - L]:.3f}",
+                f"{est.transmat_[k, L]:.3f}",
+            ]
+            + [f"{p:.3f}" for p in est.emissionprob_[k]]
+        )
     states = np.asarray(est.predict(X))
     agree = float(np.mean((states == L) == (loaded == 1)))
     ll, n_iter, converged = _estimator_ll(est, X.shape[0])
@@ -1045,16 +1223,29 @@ def _demo_casino(out, seed, progress) -> list[pathlib.Path]:
         "jaxem.CategoricalHMM(2), best of 3 starts",
         ["state", "start", "->fair", "->loaded"] + [f"P({f})" for f in range(1, 7)],
         rows,
-        [_fit_footer(ll, X.shape[0], n_iter, converged, seconds),
-         "truth: loaded die P(6)=0.5, fair->loaded 0.05, loaded->fair 0.10; "
-         f"decoded states match the hidden die on {100 * agree:.0f}% of rolls"],
+        [
+            _fit_footer(ll, X.shape[0], n_iter, converged, seconds),
+            "truth: loaded die P(6)=0.5, fair->loaded 0.05, loaded->fair 0.10; "
+            f"decoded states match the hidden die on {100 * agree:.0f}% of rolls",
+        ],
     )
     posterior = np.asarray(est.predict_proba(X))
-    return _demo_plot(out, "casino.png", lambda: plot.plot_hmm(
-        rolls, states, posterior, true_states=loaded, state_names=names,
-        title="casino: rolls coloured by decoded die; posterior of each die")
-    ) + _demo_plot(out, "casino-loglik.png", lambda: plot.plot_log_likelihood(
-        est, title="casino HMM: EM log-likelihood"))
+    return _demo_plot(
+        out,
+        "casino.png",
+        lambda: plot.plot_hmm(
+            rolls,
+            states,
+            posterior,
+            true_states=loaded,
+            state_names=names,
+            title="casino: rolls coloured by decoded die; posterior of each die",
+        ),
+    ) + _demo_plot(
+        out,
+        "casino-loglik.png",
+        lambda: plot.plot_log_likelihood(est, title="casino HMM: EM log-likelihood"),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,8 +20,18 @@ import sys
 
 import numpy as np
 
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
-           "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_COLORS = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def _pyplot():
@@ -81,8 +91,9 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> None:
 
 
 # --------------------------------------------------------------------- GMM
-def full_covariances(covariances, covariance_type: str, n_components: int,
-                     n_features: int) -> np.ndarray:
+def full_covariances(
+    covariances, covariance_type: str, n_components: int, n_features: int
+) -> np.ndarray:
     """Covariances in scikit-learn's per-type shapes as (K, d, d) matrices.
 
     Examples:
@@ -130,9 +141,16 @@ def _log_gauss(X, mean, cov):
     return -0.5 * ((sol**2).sum(0) + logdet + X.shape[1] * np.log(2 * np.pi))
 
 
-def plot_gmm(gmm, X, *, ax=None, covariance_type: str | None = None,
-             features: tuple[int, int] = (0, 1), title: str | None = None,
-             xlabel: str | None = None):
+def plot_gmm(
+    gmm,
+    X,
+    *,
+    ax=None,
+    covariance_type: str | None = None,
+    features: tuple[int, int] = (0, 1),
+    title: str | None = None,
+    xlabel: str | None = None,
+):
     """Data with a fitted Gaussian mixture.
 
     1-D data: a density histogram, the mixture density and each weighted
@@ -177,25 +195,48 @@ def plot_gmm(gmm, X, *, ax=None, covariance_type: str | None = None,
     else:
         i, j = features
         sub = np.ix_(range(len(weights)), [i, j], [i, j])
-        _gmm_2d(ax, X[:, [i, j]], weights, means[:, [i, j]], covs[sub], (i, j),
-                X, means, covs)
+        _gmm_2d(
+            ax,
+            X[:, [i, j]],
+            weights,
+            means[:, [i, j]],
+            covs[sub],
+            (i, j),
+            X,
+            means,
+            covs,
+        )
     ax.set_title(title or f"Gaussian mixture, {len(weights)} components")
     return fig
 
 
 def _gmm_1d(ax, x, weights, means, variances):
-    ax.hist(x, bins="auto", density=True, color="0.82", edgecolor="white",
-            label=f"data (N={x.size})")
+    ax.hist(
+        x,
+        bins="auto",
+        density=True,
+        color="0.82",
+        edgecolor="white",
+        label=f"data (N={x.size})",
+    )
     pad = 0.1 * (x.max() - x.min() + 1e-12)
     grid = np.linspace(x.min() - pad, x.max() + pad, 400)
-    comps = np.array([
-        w * np.exp(-0.5 * (grid - m) ** 2 / v) / np.sqrt(2 * np.pi * v)
-        for w, m, v in zip(weights, means, variances, strict=True)
-    ])
+    comps = np.array(
+        [
+            w * np.exp(-0.5 * (grid - m) ** 2 / v) / np.sqrt(2 * np.pi * v)
+            for w, m, v in zip(weights, means, variances, strict=True)
+        ]
+    )
     for k, c in enumerate(comps):
-        ax.plot(grid, c, color=_color(k), lw=1.5, ls="--",
-                label=f"component {k}: w={weights[k]:.2f}, μ={means[k]:.4g}, "
-                      f"σ={np.sqrt(variances[k]):.3g}")
+        ax.plot(
+            grid,
+            c,
+            color=_color(k),
+            lw=1.5,
+            ls="--",
+            label=f"component {k}: w={weights[k]:.2f}, μ={means[k]:.4g}, "
+            f"σ={np.sqrt(variances[k]):.3g}",
+        )
     total = comps.sum(0)
     ax.plot(grid, total, color="black", lw=2, label="mixture density")
     ax.set_ylabel("density")
@@ -210,21 +251,38 @@ def _ellipse(ax, mean, cov, n_sigma, color, **kwargs):
     vals, vecs = np.linalg.eigh(cov)
     vals = np.clip(vals, 0, None)
     angle = np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))
-    ax.add_patch(Ellipse(mean, 2 * n_sigma * np.sqrt(vals[-1]),
-                         2 * n_sigma * np.sqrt(vals[0]), angle=angle,
-                         fill=False, edgecolor=color, **kwargs))
+    ax.add_patch(
+        Ellipse(
+            mean,
+            2 * n_sigma * np.sqrt(vals[-1]),
+            2 * n_sigma * np.sqrt(vals[0]),
+            angle=angle,
+            fill=False,
+            edgecolor=color,
+            **kwargs,
+        )
+    )
 
 
 def _gmm_2d(ax, X2, weights, means2, covs2, features, X, means, covs):
-    log_resp = np.stack([
-        np.log(w) + _log_gauss(X, m, c)
-        for w, m, c in zip(weights, means, covs, strict=True)
-    ], axis=1)
+    log_resp = np.stack(
+        [
+            np.log(w) + _log_gauss(X, m, c)
+            for w, m, c in zip(weights, means, covs, strict=True)
+        ],
+        axis=1,
+    )
     labels = log_resp.argmax(1)
     for k in range(len(weights)):
         pts = X2[labels == k]
-        ax.scatter(pts[:, 0], pts[:, 1], s=10, alpha=0.5, color=_color(k),
-                   label=f"component {k} (w={weights[k]:.2f})")
+        ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            s=10,
+            alpha=0.5,
+            color=_color(k),
+            label=f"component {k} (w={weights[k]:.2f})",
+        )
         _ellipse(ax, means2[k], covs2[k], 1, _color(k), lw=2)
         _ellipse(ax, means2[k], covs2[k], 2, _color(k), lw=1.3, ls="--")
         ax.plot(*means2[k], marker="X", ms=10, color="black", mec="white")
@@ -238,8 +296,10 @@ def _gmm_2d(ax, X2, weights, means2, covs2, features, X, means, covs):
 
 # ---------------------------------------------------------- log-likelihood
 def _history(fit) -> tuple[np.ndarray, str]:
-    if hasattr(fit, "history") and hasattr(fit, "n_iter") and not hasattr(
-        fit, "monitor_"
+    if (
+        hasattr(fit, "history")
+        and hasattr(fit, "n_iter")
+        and not hasattr(fit, "monitor_")
     ):  # a FitResult (a monitor has history but no n_iter)
         h = np.asarray(fit.history, np.float64)
         if h.ndim != 1:
@@ -257,8 +317,9 @@ def _history(fit) -> tuple[np.ndarray, str]:
     return h[np.isfinite(h)], "log-likelihood"
 
 
-def plot_log_likelihood(fit, *, ax=None, label: str | None = None,
-                        title: str | None = None):
+def plot_log_likelihood(
+    fit, *, ax=None, label: str | None = None, title: str | None = None
+):
     """The log-likelihood after each EM iteration.
 
     EM never decreases the likelihood; a decrease beyond round-off (which
@@ -286,8 +347,14 @@ def plot_log_likelihood(fit, *, ax=None, label: str | None = None,
     ax.plot(it, h, marker="o" if h.size <= 40 else None, ms=4, lw=1.5, label=label)
     drops = np.flatnonzero(np.diff(h) < -1e-8 * np.maximum(1.0, np.abs(h[1:])))
     if drops.size:
-        ax.plot(it[drops + 1], h[drops + 1], "o", color="red", ms=7,
-                label="decrease (should not happen)")
+        ax.plot(
+            it[drops + 1],
+            h[drops + 1],
+            "o",
+            color="red",
+            ms=7,
+            label="decrease (should not happen)",
+        )
     ax.set_xlabel("EM iterations done")
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(_integer_locator())
@@ -300,8 +367,16 @@ def plot_log_likelihood(fit, *, ax=None, label: str | None = None,
 
 
 # --------------------------------------------------------------------- HMM
-def plot_hmm(X, states, posterior, *, lengths=None, true_states=None,
-             state_names=None, title: str | None = None):
+def plot_hmm(
+    X,
+    states,
+    posterior,
+    *,
+    lengths=None,
+    true_states=None,
+    state_names=None,
+    title: str | None = None,
+):
     """Observations coloured by decoded state, and each state's posterior.
 
     Args:
@@ -336,11 +411,14 @@ def plot_hmm(X, states, posterior, *, lengths=None, true_states=None,
             f"X, states and posterior must have the same length; got {x.shape[0]}, "
             f"{states.shape[0]} and {T}"
         )
-    names = list(state_names) if state_names is not None else [
-        f"state {k}" for k in range(K)
-    ]
-    fig, (top, bottom) = _axes(None, 2, 1, figsize=(9, 5.2), sharex=True,
-                               height_ratios=[1.4, 1])
+    names = (
+        list(state_names)
+        if state_names is not None
+        else [f"state {k}" for k in range(K)]
+    )
+    fig, (top, bottom) = _axes(
+        None, 2, 1, figsize=(9, 5.2), sharex=True, height_ratios=[1.4, 1]
+    )
     t = np.arange(T)
     discrete = np.issubdtype(x.dtype, np.integer)
     if not discrete:
@@ -349,23 +427,56 @@ def plot_hmm(X, states, posterior, *, lengths=None, true_states=None,
             top.plot(t[a:b], x[a:b], color="0.75", lw=0.8, zorder=1)
     for k in range(K):
         sel = states == k
-        top.scatter(t[sel], x[sel], s=14 if T < 400 else 8, color=_color(k),
-                    label=names[k], zorder=2)
+        top.scatter(
+            t[sel],
+            x[sel],
+            s=14 if T < 400 else 8,
+            color=_color(k),
+            label=names[k],
+            zorder=2,
+        )
     if true_states is not None:
         true_states = np.asarray(true_states).ravel()
         lo, hi = float(np.min(x)), float(np.max(x))
         band = lo - 0.15 * (hi - lo + 1)
-        top.scatter(t, np.full(T, band), c=true_states, cmap="Greys", marker="|",
-                    s=80, vmin=-0.6, vmax=max(int(true_states.max()), 1))
-        top.annotate("true state (darker = higher)", (0, band),
-                     textcoords="offset points", xytext=(0, 7), fontsize="x-small")
-    top.set_ylabel("observation" if X.ndim == 1 or X.shape[1] == 1
-                   else "observation (feature 0)")
-    top.legend(fontsize="small", frameon=False, ncol=K, loc="lower left",
-               bbox_to_anchor=(0, 1.0), title="decoded state", alignment="left")
+        top.scatter(
+            t,
+            np.full(T, band),
+            c=true_states,
+            cmap="Greys",
+            marker="|",
+            s=80,
+            vmin=-0.6,
+            vmax=max(int(true_states.max()), 1),
+        )
+        top.annotate(
+            "true state (darker = higher)",
+            (0, band),
+            textcoords="offset points",
+            xytext=(0, 7),
+            fontsize="x-small",
+        )
+    top.set_ylabel(
+        "observation" if X.ndim == 1 or X.shape[1] == 1 else "observation (feature 0)"
+    )
+    top.legend(
+        fontsize="small",
+        frameon=False,
+        ncol=K,
+        loc="lower left",
+        bbox_to_anchor=(0, 1.0),
+        title="decoded state",
+        alignment="left",
+    )
     fig.suptitle(title or "observations coloured by decoded state; state posterior")
-    bottom.stackplot(t, posterior.T, colors=[_color(k) for k in range(K)],
-                     alpha=0.65, labels=names, step="mid")
+    bottom.stackplot(
+        t,
+        posterior.T,
+        colors=[_color(k) for k in range(K)],
+        alpha=0.65,
+        labels=names,
+        step="mid",
+    )
     bottom.set_ylim(-0.02, 1.02)
     bottom.set_ylabel("posterior probability")
     bottom.set_xlabel("time step")
@@ -406,8 +517,13 @@ def plot_coins(trajectory, *, names=None, title: str | None = None):
     axes = np.atleast_1d(axes)
     it = np.arange(path.shape[0])
     for k in range(K):
-        axes[0].plot(it, path[:, k], marker="o", color=_color(k),
-                     label=f"θ_{names[k]} → {path[-1, k]:.2f}")
+        axes[0].plot(
+            it,
+            path[:, k],
+            marker="o",
+            color=_color(k),
+            label=f"θ_{names[k]} → {path[-1, k]:.2f}",
+        )
     axes[0].set_xlabel("EM iteration")
     axes[0].xaxis.set_major_locator(_integer_locator())
     axes[0].set_ylabel("probability of heads")
@@ -417,16 +533,17 @@ def plot_coins(trajectory, *, names=None, title: str | None = None):
     if K == 2:
         ax = axes[1]
         ax.plot(path[:, 0], path[:, 1], color="0.4", lw=1, zorder=1)
-        points = ax.scatter(path[:, 0], path[:, 1], c=it, cmap="viridis",
-                            zorder=2, s=28)
-        fig.colorbar(points, ax=ax, label="iteration", shrink=0.85,
-                     ticks=_integer_locator())
+        points = ax.scatter(
+            path[:, 0], path[:, 1], c=it, cmap="viridis", zorder=2, s=28
+        )
+        fig.colorbar(
+            points, ax=ax, label="iteration", shrink=0.85, ticks=_integer_locator()
+        )
         ax.annotate("start", path[0], textcoords="offset points", xytext=(6, -12))
         ax.annotate("end", path[-1], textcoords="offset points", xytext=(6, 4))
         lo = max(0.0, path.min() - 0.08)
         hi = min(1.0, path.max() + 0.08)
-        ax.plot([lo, hi], [lo, hi], color="0.7", lw=0.8, ls=":",
-                label="θ_A = θ_B")
+        ax.plot([lo, hi], [lo, hi], color="0.7", lw=0.8, ls=":", label="θ_A = θ_B")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         ax.set_aspect("equal")
@@ -438,7 +555,6 @@ def plot_coins(trajectory, *, names=None, title: str | None = None):
     fig.suptitle(title or "coin mixture: EM trajectory")
     fig.tight_layout()
     return fig
-
 
 
 __all__ = [

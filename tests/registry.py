@@ -184,8 +184,9 @@ def _hmm_symbol_data():
 def _chain_params(key):
     k1, k2 = jax.random.split(key)
     stay = jax.random.uniform(k1, (2,), minval=0.6, maxval=0.9)
-    transmat = jnp.stack([jnp.stack([stay[0], 1 - stay[0]]),
-                          jnp.stack([1 - stay[1], stay[1]])])
+    transmat = jnp.stack(
+        [jnp.stack([stay[0], 1 - stay[0]]), jnp.stack([1 - stay[1], stay[1]])]
+    )
     return {"startprob": jnp.array([0.5, 0.5]), "transmat": transmat}, k2
 
 
@@ -197,8 +198,7 @@ def _hmm_gaussian_params(key):
 
 def _hmm_poisson_params(key):
     chain, key = _chain_params(key)
-    return {**chain, "lambdas": jax.random.uniform(key, (2, 1), minval=0.5,
-                                                   maxval=8.0)}
+    return {**chain, "lambdas": jax.random.uniform(key, (2, 1), minval=0.5, maxval=8.0)}
 
 
 def _hmm_categorical_params(key):
@@ -210,9 +210,7 @@ def student_t_hmm() -> jaxem.LatentModel:
     """A user-declared HMM with a Student-t emission: no closed form for it."""
 
     def emission(params, x, z):
-        return jnp.sum(
-            st.t.logpdf(x, 4.0, params["loc"][z], params["scale"][z])
-        )
+        return jnp.sum(st.t.logpdf(x, 4.0, params["loc"][z], params["scale"][z]))
 
     return jaxem.LatentModel(
         jaxem.models.hmm_factors(emission),

@@ -15,10 +15,12 @@ from jaxem import _progress, cli
 
 GMM_ROWS = "x,y\n" + "".join(
     f"{a:.4f},{b:.4f}\n"
-    for a, b in np.concatenate([
-        np.random.default_rng(0).normal(0, 1, (25, 2)),
-        np.random.default_rng(1).normal(6, 1, (25, 2)),
-    ])
+    for a, b in np.concatenate(
+        [
+            np.random.default_rng(0).normal(0, 1, (25, 2)),
+            np.random.default_rng(1).normal(6, 1, (25, 2)),
+        ]
+    )
 )
 
 
@@ -83,15 +85,17 @@ def test_bad_csv(capsys, tmp_path, text, match):
 def test_bad_files(capsys, tmp_path):
     _one_line_error(capsys, "fit", "gmm", tmp_path / "none.csv", match="no such file")
     (tmp_path / "x.json").write_text("{}")
-    _one_line_error(capsys, "fit", "gmm", tmp_path / "x.json",
-                    match="unknown file type")
+    _one_line_error(
+        capsys, "fit", "gmm", tmp_path / "x.json", match="unknown file type"
+    )
     (tmp_path / "x.npy").write_bytes(b"garbage")
     _one_line_error(capsys, "fit", "gmm", tmp_path / "x.npy", match="cannot read")
     arr = np.ones((5, 2))
     arr[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", arr)
-    _one_line_error(capsys, "fit", "gmm", tmp_path / "nan.npy",
-                    match="row 4, column '2' is NaN")
+    _one_line_error(
+        capsys, "fit", "gmm", tmp_path / "nan.npy", match="row 4, column '2' is NaN"
+    )
     _one_line_error(capsys, "show", tmp_path / "x.json", match="not a jaxem model")
 
 
@@ -117,20 +121,39 @@ def test_bad_options(capsys, gmm_csv, argv, match):
 def test_unwritable_outputs(capsys, tmp_path):
     coins = jaxem.data.path("coins")
     for flag in ("--out", "--predict", "--plot"):
-        _one_line_error(capsys, "fit", "coins", coins, flag,
-                        tmp_path / "no" / "dir" / "f.png",
-                        match=f"{flag} {tmp_path / 'no' / 'dir' / 'f.png'}: the "
-                        "folder")
-    _one_line_error(capsys, "fit", "coins", coins, "--plot", tmp_path / "f.xyz",
-                    match="unknown image type 'xyz' (use one of")
+        _one_line_error(
+            capsys,
+            "fit",
+            "coins",
+            coins,
+            flag,
+            tmp_path / "no" / "dir" / "f.png",
+            match=f"{flag} {tmp_path / 'no' / 'dir' / 'f.png'}: the folder",
+        )
+    _one_line_error(
+        capsys,
+        "fit",
+        "coins",
+        coins,
+        "--plot",
+        tmp_path / "f.xyz",
+        match="unknown image type 'xyz' (use one of",
+    )
 
 
 def test_coins_input_errors(capsys, tmp_path):
     path = tmp_path / "heads.csv"
     path.write_text("heads\n3\n12\n")
     _one_line_error(capsys, "fit", "coins", path, match="--n-trials: required")
-    _one_line_error(capsys, "fit", "coins", path, "--n-trials", 10,
-                    match="row 3, column 'heads' has 12 heads")
+    _one_line_error(
+        capsys,
+        "fit",
+        "coins",
+        path,
+        "--n-trials",
+        10,
+        match="row 3, column 'heads' has 12 heads",
+    )
     path.write_text("1,0,2\n0,1,1\n")
     _one_line_error(capsys, "fit", "coins", path, match="row 1, column '3' is 2")
 
@@ -138,9 +161,23 @@ def test_coins_input_errors(capsys, tmp_path):
 # ------------------------------------------------------------ fitting
 def test_fit_gmm_out_plot_predict_show(capsys, gmm_csv, tmp_path):
     model, fig, labels = tmp_path / "m.npz", tmp_path / "f.png", tmp_path / "l.csv"
-    code, out, err = run(capsys, "fit", "gmm", gmm_csv, "-k", 2, "--n-init", 2,
-                         "--out", model, "--plot", fig, "--predict", labels,
-                         "--no-progress")
+    code, out, err = run(
+        capsys,
+        "fit",
+        "gmm",
+        gmm_csv,
+        "-k",
+        2,
+        "--n-init",
+        2,
+        "--out",
+        model,
+        "--plot",
+        fig,
+        "--predict",
+        labels,
+        "--no-progress",
+    )
     assert code == 0, err
     assert "component" in out and "log-likelihood" in out and "BIC" in out
     est = jaxem.GaussianMixture.load(model)
@@ -157,17 +194,35 @@ def test_fit_gmm_out_plot_predict_show(capsys, gmm_csv, tmp_path):
 def test_fit_gmm_npy_float32(capsys, tmp_path):
     X = np.loadtxt(io.StringIO(GMM_ROWS), delimiter=",", skiprows=1)
     np.save(tmp_path / "x.npy", X)
-    code, _, err = run(capsys, "fit", "gmm", tmp_path / "x.npy", "--float32",
-                       "--covariance-type", "diag", "--out", tmp_path / "m.npz",
-                       "--no-progress")
+    code, _, err = run(
+        capsys,
+        "fit",
+        "gmm",
+        tmp_path / "x.npy",
+        "--float32",
+        "--covariance-type",
+        "diag",
+        "--out",
+        tmp_path / "m.npz",
+        "--no-progress",
+    )
     assert code == 0, err
     assert jaxem.load(tmp_path / "m.npz").means_.dtype == np.float32
 
 
 def test_fit_coins_tosses_and_trajectory(capsys, tmp_path):
     fig = tmp_path / "coins.png"
-    code, out, err = run(capsys, "fit", "coins", jaxem.data.path("coins"),
-                         "--plot", fig, "--out", tmp_path / "c.npz", "--no-progress")
+    code, out, err = run(
+        capsys,
+        "fit",
+        "coins",
+        jaxem.data.path("coins"),
+        "--plot",
+        fig,
+        "--out",
+        tmp_path / "c.npz",
+        "--no-progress",
+    )
     assert code == 0, err
     assert "10 tosses per row" in out and fig.exists()
     est = jaxem.BinomialMixture.load(tmp_path / "c.npz")
@@ -183,21 +238,43 @@ def test_fit_hmm_sequences(capsys, tmp_path):
     rolls, _ = jaxem.data.load_casino()
     path = tmp_path / "rolls.csv"
     ids = np.repeat([7, 3], [60, 40])
-    path.write_text("seq,roll\n" + "".join(
-        f"{s},{r}\n" for s, r in zip(ids, rolls[:100], strict=True)))
+    path.write_text(
+        "seq,roll\n"
+        + "".join(f"{s},{r}\n" for s, r in zip(ids, rolls[:100], strict=True))
+    )
     out_csv = tmp_path / "states.csv"
-    code, out, err = run(capsys, "fit", "hmm", path, "--emission", "categorical",
-                         "--sequence-column", "seq", "--max-iter", 5,
-                         "--predict", out_csv, "--plot", tmp_path / "h.png",
-                         "--no-progress")
+    code, out, err = run(
+        capsys,
+        "fit",
+        "hmm",
+        path,
+        "--emission",
+        "categorical",
+        "--sequence-column",
+        "seq",
+        "--max-iter",
+        5,
+        "--predict",
+        out_csv,
+        "--plot",
+        tmp_path / "h.png",
+        "--no-progress",
+    )
     assert code == 0, err
     assert "2 sequence(s)" in out and "1 -> 0" in out
     rows = out_csv.read_text().splitlines()
     assert rows[0].startswith("sequence,label") and rows[1].startswith("7,")
     assert rows[-1].startswith("3,") and len(rows) == 101
     path.write_text("seq,roll\n1,1\n2,2\n1,3\n")
-    _one_line_error(capsys, "fit", "hmm", path, "--sequence-column", "seq",
-                    match="sequence id 1 appears in separate runs")
+    _one_line_error(
+        capsys,
+        "fit",
+        "hmm",
+        path,
+        "--sequence-column",
+        "seq",
+        match="sequence id 1 appears in separate runs",
+    )
 
 
 def test_demo(capsys, tmp_path):
@@ -210,9 +287,12 @@ def test_demo(capsys, tmp_path):
 
 
 def test_subprocess_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "jaxem", "fit", "gmm",
-                           str(tmp_path / "missing.csv")], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxem", "fit", "gmm", str(tmp_path / "missing.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         f"jaxem fit: error: {tmp_path / 'missing.csv'}: no such file"
@@ -246,8 +326,9 @@ def test_progress_one_call_per_restart():
 def test_verbose_estimator_draws_a_tqdm_bar(capsys):
     pytest.importorskip("tqdm")
     X = np.array([[5], [9], [8], [4], [7]])
-    est = jaxem.BinomialMixture(2, n_trials=10, n_init=2, verbose=1, max_iter=50,
-                                random_state=0).fit(X)
+    est = jaxem.BinomialMixture(
+        2, n_trials=10, n_init=2, verbose=1, max_iter=50, random_state=0
+    ).fit(X)
     err = capsys.readouterr().err
     assert "BinomialMixture" in err and "loglik=" in err
     assert f"{est.n_iter_}/{est.n_iter_}" in err
@@ -268,18 +349,25 @@ def test_functional_fit_with_progress_context(capsys):
 
 def test_plot_without_matplotlib_is_one_line(capsys, gmm_csv, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    _one_line_error(capsys, "fit", "gmm", gmm_csv, "--plot", tmp_path / "f.png",
-                    match="plots need matplotlib")
-    _one_line_error(capsys, "demo", "--out", tmp_path / "d",
-                    match="plots need matplotlib")
+    _one_line_error(
+        capsys,
+        "fit",
+        "gmm",
+        gmm_csv,
+        "--plot",
+        tmp_path / "f.png",
+        match="plots need matplotlib",
+    )
+    _one_line_error(
+        capsys, "demo", "--out", tmp_path / "d", match="plots need matplotlib"
+    )
 
 
 def test_show_functional_fit_result(capsys, tmp_path):
     model = jaxem.models.binomial_mixture(2, 10)
     params0 = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.6, 0.5])}
     heads = jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])
-    result = jaxem.fit(model, params0, heads, max_iter=10, tol=0.0,
-                       frozen=("weights",))
+    result = jaxem.fit(model, params0, heads, max_iter=10, tol=0.0, frozen=("weights",))
     jaxem.save(tmp_path / "fit.npz", result, model=model)
     code, out, err = run(capsys, "show", tmp_path / "fit.npz")
     assert code == 0, err

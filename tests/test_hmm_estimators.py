@@ -99,18 +99,24 @@ def test_matches_hmmlearn_from_identical_start(name, lengths):
     attrs = ("startprob_", "transmat_") + EMISSIONS[name.split("-")[0]]
     for attr in attrs:
         np.testing.assert_allclose(
-            _read(ours, attr), _read(theirs, attr), rtol=RTOL, atol=1e-10,
+            _read(ours, attr),
+            _read(theirs, attr),
+            rtol=RTOL,
+            atol=1e-10,
             err_msg=attr,
         )
     np.testing.assert_allclose(
         list(ours.monitor_.history), list(theirs.monitor_.history), rtol=RTOL
     )
     assert ours.monitor_.iter == theirs.monitor_.iter == 6
-    np.testing.assert_allclose(ours.score(X, lengths), theirs.score(X, lengths),
-                               rtol=RTOL)
     np.testing.assert_allclose(
-        ours.predict_proba(X, lengths), theirs.predict_proba(X, lengths),
-        rtol=RTOL, atol=1e-10,
+        ours.score(X, lengths), theirs.score(X, lengths), rtol=RTOL
+    )
+    np.testing.assert_allclose(
+        ours.predict_proba(X, lengths),
+        theirs.predict_proba(X, lengths),
+        rtol=RTOL,
+        atol=1e-10,
     )
     lp_ours, path_ours = ours.decode(X, lengths)
     lp_theirs, path_theirs = theirs.decode(X, lengths)
@@ -120,10 +126,8 @@ def test_matches_hmmlearn_from_identical_start(name, lengths):
     lp_theirs, path_theirs = theirs.decode(X, lengths, algorithm="map")
     np.testing.assert_array_equal(path_ours, path_theirs)
     np.testing.assert_allclose(lp_ours, lp_theirs, rtol=RTOL)
-    np.testing.assert_allclose(ours.bic(X, lengths), theirs.bic(X, lengths),
-                               rtol=RTOL)
-    np.testing.assert_allclose(ours.aic(X, lengths), theirs.aic(X, lengths),
-                               rtol=RTOL)
+    np.testing.assert_allclose(ours.bic(X, lengths), theirs.bic(X, lengths), rtol=RTOL)
+    np.testing.assert_allclose(ours.aic(X, lengths), theirs.aic(X, lengths), rtol=RTOL)
 
 
 def test_params_letters_freeze_like_hmmlearn():
@@ -169,8 +173,10 @@ def test_restarts_pick_the_best_and_sample():
     many = jaxem.GaussianHMM(K, n_iter=6, random_state=0, n_init=3)
     many.fit(X, LENGTHS)
     starts = many._initial_params(
-        many._model(), jaxem.estimators._hmm.to_padded(X, np.array(LENGTHS)),
-        np.array(LENGTHS), jaxem.estimators._base.check_random_state(0),
+        many._model(),
+        jaxem.estimators._hmm.to_padded(X, np.array(LENGTHS)),
+        np.array(LENGTHS),
+        jaxem.estimators._base.check_random_state(0),
     )
     # The chosen restart is at least as good as the first one run alone.
     alone = jaxem.GaussianHMM(K, n_iter=6, init_params="", tol=many.tol)
@@ -219,8 +225,9 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="X: expected a 2-D array"):
         jaxem.GaussianHMM(2).fit(X_GAUSS[:, 0])
     with pytest.raises(ValueError, match="X: contains 2 NaN"):
-        jaxem.GaussianHMM(2).fit(np.where(np.arange(100)[:, None] == 3, np.nan,
-                                          X_GAUSS))
+        jaxem.GaussianHMM(2).fit(
+            np.where(np.arange(100)[:, None] == 3, np.nan, X_GAUSS)
+        )
     with pytest.raises(ValueError, match="X: symbols should be integers"):
         jaxem.CategoricalHMM(2).fit(X_GAUSS[:, :1])
     with pytest.raises(ValueError, match="X: counts must be non-negative"):

@@ -241,8 +241,9 @@ def test_refuses_unknown_class_and_factory(saved_coins, tmp_path):
         jaxem.load(saved_coins)
     model = jaxem.models.binomial_mixture(2, 10)
     path = tmp_path / "p.npz"
-    jaxem.save(path, {"weights": np.array([0.5, 0.5]), "p": np.array([0.1, 0.9])},
-               model=model)
+    jaxem.save(
+        path, {"weights": np.array([0.5, 0.5]), "p": np.array([0.1, 0.9])}, model=model
+    )
     _rewrite(path, lambda m: m["model"].update(factory="eval"))
     with pytest.raises(ValueError, match="unknown to this jaxem"):
         jaxem.load(path)
@@ -269,8 +270,11 @@ PREBUILT = {
     ),
     "gaussian_mixture": (
         lambda m: m.gaussian_mixture(2, 3, "diag"),
-        {"weights": np.array([0.4, 0.6]), "means": np.arange(6.0).reshape(2, 3),
-         "covariances": np.ones((2, 3))},
+        {
+            "weights": np.array([0.4, 0.6]),
+            "means": np.arange(6.0).reshape(2, 3),
+            "covariances": np.ones((2, 3)),
+        },
     ),
     "gaussian_hmm": (
         lambda m: m.gaussian_hmm(2, 2),
@@ -305,8 +309,9 @@ def test_functional_round_trip_every_prebuilt_model(name, tmp_path):
 def test_refuses_functional_params_off_their_model(tmp_path):
     model = jaxem.models.binomial_mixture(2, 10)
     path = tmp_path / "p.npz"
-    jaxem.save(path, {"weights": np.array([0.5, 0.5]), "p": np.array([0.2, 0.9])},
-               model=model)
+    jaxem.save(
+        path, {"weights": np.array([0.5, 0.5]), "p": np.array([0.2, 0.9])}, model=model
+    )
 
     def off(arrays, meta):
         for key, a in arrays.items():
@@ -324,7 +329,9 @@ def test_never_imports_a_module_named_in_the_file(saved_coins):
 
     def point_at_main(meta):
         meta["state"]["__dict__"]["fit_status_"] = {
-            "__enum__": "jaxem.__main__:Status", "value": 0}
+            "__enum__": "jaxem.__main__:Status",
+            "value": 0,
+        }
 
     _rewrite(saved_coins, point_at_main)
     with pytest.raises(ValueError, match="unknown to this jaxem"):

@@ -61,8 +61,10 @@ def _brute_force(params, x):
     p = jax.tree.map(np.asarray, params)
     L = len(x)
     emit = np.array(
-        [[st.norm.logpdf(xt, p["means"][k], p["scales"][k]) for k in range(K)]
-         for xt in x]
+        [
+            [st.norm.logpdf(xt, p["means"][k], p["scales"][k]) for k in range(K)]
+            for xt in x
+        ]
     )
     paths = list(itertools.product(range(K), repeat=L))
     logp = []

@@ -56,8 +56,11 @@ def test_gmm_2d_has_two_ellipses_per_component(tmp_path):
 
 
 def test_gmm_1d_density_integrates_to_one(tmp_path):
-    params = {"weights": np.array([0.3, 0.7]), "means": np.array([[0.0], [5.0]]),
-              "covariances": np.array([[[1.0]], [[2.0]]])}
+    params = {
+        "weights": np.array([0.3, 0.7]),
+        "means": np.array([[0.0], [5.0]]),
+        "covariances": np.array([[[1.0]], [[2.0]]]),
+    }
     X = np.random.default_rng(0).normal(size=(100, 1)) * 3 + 3
     fig = plot.plot_gmm(params, X, xlabel="height (cm)")
     mixture = [ln for ln in fig.axes[0].lines if ln.get_label() == "mixture density"]
@@ -94,16 +97,23 @@ def test_log_likelihood_from_fit_result_and_decrease_marker(tmp_path):
 def test_hmm_and_coins(tmp_path):
     rng = np.random.default_rng(0)
     post = rng.dirichlet([1, 1, 1], size=50)
-    fig = plot.plot_hmm(rng.normal(size=50), post.argmax(1), post, lengths=[20, 30],
-                        true_states=rng.integers(0, 3, 50))
+    fig = plot.plot_hmm(
+        rng.normal(size=50),
+        post.argmax(1),
+        post,
+        lengths=[20, 30],
+        true_states=rng.integers(0, 3, 50),
+    )
     assert len(fig.axes) == 2
     _png(fig, tmp_path / "hmm.png")
     with pytest.raises(ValueError, match="same length"):
         plot.plot_hmm(np.zeros(10), np.zeros(10, int), post)
     fig = plot.plot_coins(np.array([[0.6, 0.5], [0.7, 0.55], [0.8, 0.52]]))
     _png(fig, tmp_path / "coins.png")
-    _png(plot.plot_coins(np.array([[0.2, 0.5, 0.8], [0.25, 0.5, 0.75]])),
-         tmp_path / "coins3.png")
+    _png(
+        plot.plot_coins(np.array([[0.2, 0.5, 0.8], [0.25, 0.5, 0.75]])),
+        tmp_path / "coins3.png",
+    )
 
 
 def test_missing_matplotlib_message(monkeypatch):

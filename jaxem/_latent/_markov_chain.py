@@ -203,9 +203,7 @@ class MarkovChain:
     def num_observations(self, data, weights=None, lengths=None) -> jax.Array:
         """Total number of valid time steps (weighted by sequence weights)."""
         b, t = jax.tree.leaves(data)[0].shape[:2]
-        steps = (
-            jnp.full((b,), t) if lengths is None else jnp.asarray(lengths)
-        )
+        steps = jnp.full((b,), t) if lengths is None else jnp.asarray(lengths)
         if weights is None:
             return jnp.sum(steps)
         return jnp.sum(weights * steps)
@@ -247,9 +245,7 @@ def _as_batch(model, data):
     """
     shape = model.event_shape
     leaves = jax.tree.leaves(data)
-    if shape is not None and len(leaves) == 1 and jnp.ndim(leaves[0]) == 1 + len(
-        shape
-    ):
+    if shape is not None and len(leaves) == 1 and jnp.ndim(leaves[0]) == 1 + len(shape):
         return jax.tree.map(lambda x: jnp.asarray(x)[None], data)
     return data
 

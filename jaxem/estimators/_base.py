@@ -8,6 +8,7 @@ keep the best, and expose fitted attributes. Nothing here runs per iteration.
 from __future__ import annotations
 
 import functools
+import inspect
 import numbers
 import warnings
 from typing import Any
@@ -32,9 +33,7 @@ class FitError(RuntimeError):
     """A fit stopped on a non-finite log-likelihood in every restart."""
 
 
-@functools.partial(
-    jax.jit, static_argnames=("model", "max_iter", "frozen", "callback")
-)
+@functools.partial(jax.jit, static_argnames=("model", "max_iter", "frozen", "callback"))
 def fit_restarts(
     model, params0, data, weights, lengths, tol, *, max_iter, frozen=(), callback=None
 ):
@@ -133,8 +132,11 @@ def check_array(
     if arr.ndim != ndim:
         raise ValueError(
             f"{name}: expected a {ndim}-D array, got shape {arr.shape}"
-            + (" (reshape a single feature with X.reshape(-1, 1))" if ndim == 2 and
-               arr.ndim == 1 else "")
+            + (
+                " (reshape a single feature with X.reshape(-1, 1))"
+                if ndim == 2 and arr.ndim == 1
+                else ""
+            )
         )
     _validation.check_finite(name, arr)
     if arr.shape[0] < min_rows:
@@ -179,3 +181,32 @@ def progress_printer(prefix: str, total: int | None = None):
 
 def as_jax(x, dtype=None):
     return None if x is None else jnp.asarray(x, dtype=dtype)
+
+
+class EstimatorParams:
+    """scikit-learn's parameter protocol: constructor arguments as attributes."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments and their current values."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set constructor arguments by name; unknown names raise ``ValueError``."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"{name}: not a parameter of {type(self).__name__} "
+                    f"(valid: {sorted(valid)})"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

@@ -99,9 +99,7 @@ def check_lengths(lengths, n_samples: int) -> np.ndarray:
     if np.any(arr < 1):
         raise ValueError(f"lengths: every length must be >= 1, got min {arr.min()}")
     if arr.sum() != n_samples:
-        raise ValueError(
-            f"lengths: sum to {arr.sum()}, but X has {n_samples} samples"
-        )
+        raise ValueError(f"lengths: sum to {arr.sum()}, but X has {n_samples} samples")
     return arr
 
 
@@ -119,7 +117,7 @@ def _mask(lengths):
     return np.arange(lengths.max())[None, :] < lengths[:, None]
 
 
-class _BaseHMM(SaveLoadMixin):
+class _BaseHMM(_base.EstimatorParams, SaveLoadMixin):
     """Shared hmmlearn logic over a prebuilt chain model.
 
     Subclasses set ``_name``, ``_letters`` (params letter -> parameter key) and
@@ -161,9 +159,7 @@ class _BaseHMM(SaveLoadMixin):
         return X, lengths, self._to_data(to_padded(X, lengths))
 
     def _dtype(self):
-        return getattr(
-            self, "_fit_dtype", jax.dtypes.canonicalize_dtype(np.float64)
-        )
+        return getattr(self, "_fit_dtype", jax.dtypes.canonicalize_dtype(np.float64))
 
     def _attributes_to_params(self, dtype=None):
         dtype = self._dtype() if dtype is None else dtype
@@ -210,7 +206,9 @@ class _BaseHMM(SaveLoadMixin):
                     _log.warning(
                         "Even though the %r attribute is set, it will be "
                         "overwritten during initialization because 'init_params' "
-                        "contains %r", name + "_", code,
+                        "contains %r",
+                        name + "_",
+                        code,
                     )
             elif self._has_attribute(name):
                 given[name] = self._attribute_param(name, self._dtype())
@@ -218,7 +216,10 @@ class _BaseHMM(SaveLoadMixin):
         if len(given) < len(self._letters):
             keys = jax.random.split(key, self.n_init)
             drawn = _draw_initial(
-                model, keys, jnp.asarray(data), jnp.asarray(lengths),
+                model,
+                keys,
+                jnp.asarray(data),
+                jnp.asarray(lengths),
                 self._init_options(),
             )
             drawn = jax.tree.map(np.asarray, drawn)
@@ -282,14 +283,23 @@ class _BaseHMM(SaveLoadMixin):
             kwargs["callback"] = callback
             if self.n_init == 1:  # no restart axis: a smaller program to compile
                 result = _fitmod.fit(
-                    model, _base.take(params0, 0), jnp.asarray(data),
-                    lengths=jnp.asarray(lengths), tol=tol, **kwargs,
+                    model,
+                    _base.take(params0, 0),
+                    jnp.asarray(data),
+                    lengths=jnp.asarray(lengths),
+                    tol=tol,
+                    **kwargs,
                 )
                 _base.best_restart(jax.tree.map(lambda a: a[None], result))
             else:
                 results = _base.fit_restarts(
-                    model, params0, jnp.asarray(data), None, jnp.asarray(lengths),
-                    tol, **kwargs,
+                    model,
+                    params0,
+                    jnp.asarray(data),
+                    None,
+                    jnp.asarray(lengths),
+                    tol,
+                    **kwargs,
                 )
                 result = _base.take(results, _base.best_restart(results))
         self._params_to_attributes(jax.tree.map(np.asarray, result.params))
@@ -320,7 +330,8 @@ class _BaseHMM(SaveLoadMixin):
             _log.warning(
                 "%s: state(s) %s received no posterior mass; their parameters were "
                 "kept from the previous iteration instead of becoming NaN.",
-                self._name, self.unvisited_states_.tolist(),
+                self._name,
+                self.unvisited_states_.tolist(),
             )
 
     # ----------------------------------------------------------- inference
@@ -335,7 +346,10 @@ class _BaseHMM(SaveLoadMixin):
         X, lengths, data = self._data(X, lengths)
         model = self._model()
         estep = _fitmod._e_step_jit(
-            model, self._attributes_to_params(), jnp.asarray(data), None,
+            model,
+            self._attributes_to_params(),
+            jnp.asarray(data),
+            None,
             jnp.asarray(lengths),
         )
         return estep, lengths
@@ -373,7 +387,9 @@ class _BaseHMM(SaveLoadMixin):
         self._check()
         X, lengths, data = self._data(X, lengths)
         paths, scores = _markov_chain._viterbi_jit(
-            self._model(), self._attributes_to_params(), jnp.asarray(data),
+            self._model(),
+            self._attributes_to_params(),
+            jnp.asarray(data),
             jnp.asarray(lengths),
         )
         return float(np.sum(scores)), np.asarray(paths)[_mask(lengths)]
@@ -429,32 +445,6 @@ class _BaseHMM(SaveLoadMixin):
         eigvals, eigvecs = np.linalg.eig(np.asarray(self.transmat_).T)
         vec = np.real_if_close(eigvecs[:, np.argmax(eigvals)])
         return vec / vec.sum()
-
-    # ------------------------------------------------- scikit-learn protocol
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = set(self._param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"{name}: not a parameter of {type(self).__name__} "
-                    f"(valid: {sorted(valid)})"
-                )
-            setattr(self, name, value)
-        return self
-
-    @classmethod
-    def _param_names(cls):
-        import inspect
-
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _scalar_prior(name, value):
@@ -560,7 +550,9 @@ class GaussianHMM(_BaseHMM):
     def covars_(self) -> np.ndarray:
         """Covariances as full (K, d, d) matrices, whatever the covariance type."""
         return _full_covars(
-            self._covars_, self.covariance_type, self.n_components,
+            self._covars_,
+            self.covariance_type,
+            self.n_components,
             np.shape(self.means_)[1],
         )
 
@@ -594,9 +586,7 @@ class GaussianHMM(_BaseHMM):
         if hasattr(self, "means_") and (not fitting or "m" not in self.init_params):
             d = np.shape(self.means_)[1]
             if X.shape[1] != d:
-                raise ValueError(
-                    f"X: has {X.shape[1]} features, but means_ has {d}"
-                )
+                raise ValueError(f"X: has {X.shape[1]} features, but means_ has {d}")
         self.n_features = X.shape[1]
         if self.covariance_type not in _models._hmm.COVARIANCE_TYPES:
             raise ValueError(
@@ -635,8 +625,9 @@ class GaussianHMM(_BaseHMM):
             )
         _validation.check_finite("means_", means)
         self.n_features = means.shape[1]
-        _check_covars(np.asarray(self._covars_), self.covariance_type,
-                      self.n_components)
+        _check_covars(
+            np.asarray(self._covars_), self.covariance_type, self.n_components
+        )
 
 
 def _check_covars(covars, covariance_type, k):
@@ -741,8 +732,7 @@ class CategoricalHMM(_BaseHMM):
             raise ValueError(f"X: cannot be read as an array ({err})") from err
         if arr.ndim != 2 or arr.shape[1] != 1:
             raise ValueError(
-                f"X: expected shape (n_samples, 1) of integer symbols, got "
-                f"{arr.shape}"
+                f"X: expected shape (n_samples, 1) of integer symbols, got {arr.shape}"
             )
         if arr.dtype.kind not in "iu":
             raise ValueError(f"X: symbols should be integers, got dtype {arr.dtype}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +13,7 @@ from .._io import SaveLoadMixin
 from . import _base
 
 
-class MixtureEstimator(SaveLoadMixin):
+class MixtureEstimator(_base.EstimatorParams, SaveLoadMixin):
     """Shared ``fit``/``predict``/``score`` logic over a prebuilt mixture model.
 
     Subclasses implement:
@@ -167,32 +166,6 @@ class MixtureEstimator(SaveLoadMixin):
         """Akaike information criterion on ``X`` (lower is better)."""
         X = self._check_X(X, fitting=False)
         return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
-
-    # ------------------------------------------------- scikit-learn protocol
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = set(self._param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"{name}: not a parameter of {type(self).__name__} "
-                    f"(valid: {sorted(valid)})"
-                )
-            setattr(self, name, value)
-        return self
-
-    @classmethod
-    def _param_names(cls):
-        import inspect
-
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _log_joint_table_impl(model, params, data):

@@ -100,7 +100,10 @@ def chain_update(stats, params, startprob_prior=1.0, transmat_prior=1.0) -> dict
 
 
 def hmm_closed_form(
-    emission_stats=None, emission_update=None, *, startprob_prior=1.0,
+    emission_stats=None,
+    emission_update=None,
+    *,
+    startprob_prior=1.0,
     transmat_prior=1.0,
 ) -> ClosedForm:
     """A ``ClosedForm`` for ``startprob``/``transmat`` (and optionally emissions).
@@ -120,9 +123,7 @@ def hmm_closed_form(
         A ``jaxem.ClosedForm``.
     """
     if (emission_stats is None) != (emission_update is None):
-        raise ValueError(
-            "emission_stats, emission_update: give both or neither"
-        )
+        raise ValueError("emission_stats, emission_update: give both or neither")
 
     def stats(data, posterior, weights):
         out = {"chain": chain_stats(posterior, weights)}
@@ -140,8 +141,11 @@ def hmm_closed_form(
 
 
 def _chain_constraints(**emission):
-    return {"startprob": constraints.simplex, "transmat": constraints.simplex,
-            **emission}
+    return {
+        "startprob": constraints.simplex,
+        "transmat": constraints.simplex,
+        **emission,
+    }
 
 
 def _valid(posterior):
@@ -267,8 +271,10 @@ def gaussian_hmm(
 
 
 def _check_size(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
-        value < 1
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or (value < 1)
     ):
         raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
@@ -317,8 +323,9 @@ def _kmeans(key, x, w, k, iters=20):
         idx = jax.random.choice(sub, n, p=p / jnp.sum(p))
         return centers.at[i].set(x[idx]), key
 
-    centers, _ = jax.lax.fori_loop(0, k, seed, (jnp.zeros((k, x.shape[1]), x.dtype),
-                                               key))
+    centers, _ = jax.lax.fori_loop(
+        0, k, seed, (jnp.zeros((k, x.shape[1]), x.dtype), key)
+    )
 
     def lloyd(_, centers):
         d2 = jnp.sum((x[:, None, :] - centers[None, :, :]) ** 2, axis=-1)
@@ -326,16 +333,25 @@ def _kmeans(key, x, w, k, iters=20):
         onehot = onehot * w[:, None]
         counts = onehot.sum(0)
         sums = onehot.T @ x
-        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1e-300)[
-            :, None], centers)
+        return jnp.where(
+            counts[:, None] > 0, sums / jnp.maximum(counts, 1e-300)[:, None], centers
+        )
 
     return jax.lax.fori_loop(0, iters, lloyd, centers)
 
 
 @functools.cache
 def _gaussian_hmm(
-    n_states, n_features, covariance_type, startprob_prior, transmat_prior,
-    means_prior, means_weight, covars_prior, covars_weight, parallel,
+    n_states,
+    n_features,
+    covariance_type,
+    startprob_prior,
+    transmat_prior,
+    means_prior,
+    means_weight,
+    covars_prior,
+    covars_weight,
+    parallel,
 ):
     k, d = n_states, n_features
 
@@ -374,8 +390,12 @@ def _gaussian_hmm(
         centre = params["means"] if "means" in frozen else means
         diff = centre - means_prior
         if covariance_type in ("diag", "spherical"):
-            c_n = (means_weight * diff**2 + s["obs2"] - 2 * centre * s["obs"]
-                   + centre**2 * denom)
+            c_n = (
+                means_weight * diff**2
+                + s["obs2"]
+                - 2 * centre * s["obs"]
+                + centre**2 * denom
+            )
             c_d = max(covars_weight - 1, 0) + denom
             cov = (covars_prior + c_n) / jnp.maximum(c_d, 1e-5)
             if covariance_type == "spherical":
@@ -386,9 +406,13 @@ def _gaussian_hmm(
         else:
             obsmean = s["obs"][:, :, None] * centre[:, None, :]
             outer = centre[:, :, None] * centre[:, None, :]
-            c_n = (means_weight * diff[:, :, None] * diff[:, None, :]
-                   + s["obsobs"] - obsmean - jnp.swapaxes(obsmean, -1, -2)
-                   + outer * post[:, None, None])
+            c_n = (
+                means_weight * diff[:, :, None] * diff[:, None, :]
+                + s["obsobs"]
+                - obsmean
+                - jnp.swapaxes(obsmean, -1, -2)
+                + outer * post[:, None, None]
+            )
             cvweight = max(covars_weight - d, 0)
             if covariance_type == "tied":
                 cov = (covars_prior + c_n.sum(0)) / (cvweight + post.sum())
@@ -401,8 +425,10 @@ def _gaussian_hmm(
         return {**new, "means": means, "covars": covars}
 
     def all_stats(data, posterior, weights):
-        return {**stats(data, posterior, weights),
-                "chain": chain_stats(posterior, weights)}
+        return {
+            **stats(data, posterior, weights),
+            "chain": chain_stats(posterior, weights),
+        }
 
     def init(key, data, lengths=None, min_covar=1e-3):
         data = jnp.asarray(data)
@@ -437,9 +463,22 @@ def _gaussian_hmm(
         if covariance_type in ("diag", "spherical")
         else constraints.positive_definite
     )
-    options = dict(zip(_GAUSSIAN_DEFAULTS, (
-        covariance_type, startprob_prior, transmat_prior, means_prior,
-        means_weight, covars_prior, covars_weight, parallel), strict=True))
+    options = dict(
+        zip(
+            _GAUSSIAN_DEFAULTS,
+            (
+                covariance_type,
+                startprob_prior,
+                transmat_prior,
+                means_prior,
+                means_weight,
+                covars_prior,
+                covars_weight,
+                parallel,
+            ),
+            strict=True,
+        )
+    )
     return LatentModel(
         hmm_factors(emission),
         latent=MarkovChain(k, parallel=parallel),
@@ -496,7 +535,11 @@ def categorical_hmm(
 
 @functools.cache
 def _categorical_hmm(
-    n_states, n_symbols, startprob_prior, transmat_prior, emissionprob_prior,
+    n_states,
+    n_symbols,
+    startprob_prior,
+    transmat_prior,
+    emissionprob_prior,
     parallel,
 ):
     k, m = n_states, n_symbols
@@ -528,14 +571,21 @@ def _categorical_hmm(
         dtype = jnp.result_type(float)
         kc, ke = jax.random.split(key)
         e = jax.random.uniform(ke, (k, m), dtype)
-        return {**_chain_init(kc, k, dtype), "emissionprob": e / e.sum(-1,
-                                                                      keepdims=True)}
+        return {
+            **_chain_init(kc, k, dtype),
+            "emissionprob": e / e.sum(-1, keepdims=True),
+        }
 
     def emit(key, params, z):
         return jax.random.categorical(key, jnp.log(params["emissionprob"][z]))
 
-    options = dict(zip(_CATEGORICAL_DEFAULTS, (
-        startprob_prior, transmat_prior, emissionprob_prior, parallel), strict=True))
+    options = dict(
+        zip(
+            _CATEGORICAL_DEFAULTS,
+            (startprob_prior, transmat_prior, emissionprob_prior, parallel),
+            strict=True,
+        )
+    )
     return LatentModel(
         hmm_factors(emission),
         latent=MarkovChain(k, parallel=parallel),
@@ -596,8 +646,13 @@ def poisson_hmm(
 
 @functools.cache
 def _poisson_hmm(
-    n_states, n_features, startprob_prior, transmat_prior, lambdas_prior,
-    lambdas_weight, parallel,
+    n_states,
+    n_features,
+    startprob_prior,
+    transmat_prior,
+    lambdas_prior,
+    lambdas_weight,
+    parallel,
 ):
     k, d = n_states, n_features
 
@@ -645,9 +700,13 @@ def _poisson_hmm(
     def emit(key, params, z):
         return jax.random.poisson(key, params["lambdas"][z])
 
-    options = dict(zip(_POISSON_DEFAULTS, (
-        startprob_prior, transmat_prior, lambdas_prior, lambdas_weight, parallel),
-        strict=True))
+    options = dict(
+        zip(
+            _POISSON_DEFAULTS,
+            (startprob_prior, transmat_prior, lambdas_prior, lambdas_weight, parallel),
+            strict=True,
+        )
+    )
     return LatentModel(
         hmm_factors(emission),
         latent=MarkovChain(k, parallel=parallel),

@@ -68,6 +68,13 @@ def has_converged(log_likelihood, previous, num_observations, tol):
 
     True when the change of the average log-likelihood per observation (per
     time step for chains) between two iterations is below ``tol``.
+
+    Examples:
+        >>> import jaxem
+        >>> bool(jaxem.has_converged(-100.0, -100.0005, 1000, 1e-6))
+        True
+        >>> bool(jaxem.has_converged(-100.0, -101.0, 1000, 1e-6))
+        False
     """
     return jnp.abs(log_likelihood - previous) < tol * num_observations
 
@@ -279,6 +286,17 @@ def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
         ``Categorical``: (N, K) responsibilities whose rows sum to 1.
         ``MarkovChain``: a ``ChainPosterior`` with ``marginals`` (B, T, K) and
         ``transitions`` (B, K, K) expected transition counts.
+
+    Examples:
+        >>> import jax.numpy as jnp, jaxem
+        >>> model = jaxem.models.binomial_mixture(2, 10)
+        >>> params = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.3, 0.8])}
+        >>> heads = jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])
+        >>> resp = jaxem.posterior(model, params, heads)
+        >>> resp.shape
+        (5, 2)
+        >>> bool(jnp.allclose(resp.sum(axis=1), 1.0))
+        True
     """
     return _e_step_jit(model, params, data, None, lengths).posterior
 
@@ -286,5 +304,23 @@ def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
 def log_likelihood(
     model: LatentModel, params: Any, data: Any, *, weights=None, lengths=None
 ) -> jax.Array:
-    """Total (weighted) log marginal likelihood ``sum_n log p(x_n | params)``."""
+    """Total (weighted) log marginal likelihood ``sum_n log p(x_n | params)``.
+
+    Args:
+        model, params: the model and its parameters.
+        data: (N, ...) observations, or (B, T, ...) sequences for chains.
+        weights: optional (N,) (or (B,)) non-negative weights.
+        lengths: (B,) valid lengths of padded sequences (chains only).
+
+    Returns:
+        A scalar.
+
+    Examples:
+        >>> import jax.numpy as jnp, jaxem
+        >>> model = jaxem.models.binomial_mixture(2, 10)
+        >>> params = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.3, 0.8])}
+        >>> heads = jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])
+        >>> float(jaxem.log_likelihood(model, params, heads)) < 0
+        True
+    """
     return _e_step_jit(model, params, data, weights, lengths).log_likelihood

@@ -25,6 +25,14 @@ class ClosedForm:
         update: ``update(stats, params) -> params``. May return a dict with only
             some of the parameter keys; the others are then fitted by the
             gradient M-step with the returned ones held fixed.
+
+    Examples:
+        >>> import jaxem
+        >>> def stats(data, resp, weights):
+        ...     return {"n": resp.sum(0), "sx": resp.T @ data}
+        >>> def update(s, params):
+        ...     return {"rates": s["sx"] / s["n"]}   # weights left to gradients
+        >>> closed = jaxem.ClosedForm(stats, update)
     """
 
     stats: Callable[..., Any]
@@ -59,6 +67,19 @@ class LatentModel:
         sample: optional sampler ``sample(key, params, n) -> (x, z)``.
         event_shape: optional shape of ONE observation, checked by ``fit``.
         name: optional display name.
+
+    Examples:
+        >>> import jax.numpy as jnp, jax.scipy.stats as st, jaxem
+        >>> def log_joint(params, x, z):
+        ...     return (jnp.log(params["weights"][z])
+        ...             + st.poisson.logpmf(x, params["rates"][z]))
+        >>> model = jaxem.LatentModel(
+        ...     log_joint, jaxem.Categorical(2),
+        ...     constraints={"weights": jaxem.constraints.simplex,
+        ...                  "rates": jaxem.constraints.positive})
+        >>> params = {"weights": jnp.array([0.5, 0.5]), "rates": jnp.array([1.0, 9.0])}
+        >>> model.num_free_parameters(params)
+        3
     """
 
     log_joint: Any

@@ -56,6 +56,17 @@ def m_step(
 
     Returns:
         The new parameters.
+
+    Examples:
+        >>> import jax.numpy as jnp, jaxem
+        >>> model = jaxem.models.binomial_mixture(2, 10)
+        >>> params = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.3, 0.8])}
+        >>> heads = jnp.array([5.0, 9.0, 8.0, 4.0, 7.0])
+        >>> resp = jaxem.posterior(model, params, heads)
+        >>> new = jaxem.m_step(model, params, heads, resp)
+        >>> bool(jaxem.log_likelihood(model, new, heads)
+        ...      >= jaxem.log_likelihood(model, params, heads))
+        True
     """
     new = params
     fixed = set(frozen)

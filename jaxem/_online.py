@@ -57,6 +57,17 @@ def online_init(model: LatentModel, params0: Any, example_batch: Any) -> OnlineS
     Returns:
         An ``OnlineState`` with zero statistics; the first update replaces them
         entirely (rho_0 = 1).
+
+    Examples:
+        >>> import jax.numpy as jnp, jaxem
+        >>> model = jaxem.models.binomial_mixture(2, 10)
+        >>> params0 = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.3, 0.7])}
+        >>> batches = jnp.array([[5.0, 9.0, 8.0], [4.0, 7.0, 1.0]])
+        >>> state = jaxem.online_init(model, params0, batches[0])
+        >>> for batch in batches:
+        ...     state, batch_ll = jaxem.online_update(model, state, batch)
+        >>> int(state.step)
+        2
     """
     _check_model(model)
     if _validation.is_concrete(params0):

@@ -21,6 +21,11 @@ class Categorical:
 
     Args:
         num_values: K, the number of latent values.
+
+    Examples:
+        >>> import jaxem
+        >>> jaxem.Categorical(3).num_values
+        3
     """
 
     num_values: int

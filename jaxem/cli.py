@@ -1082,14 +1082,16 @@ def _demo_heights(out, seed, progress) -> list[pathlib.Path]:
     est = jaxem.GaussianMixture(2, n_init=3, random_state=seed, verbose=int(progress))
     seconds = _timed_fit(est, X)
     order = np.argsort(est.means_[:, 0])
+    # Rows sorted by mean, labelled with the estimator's own component index
+    # (as the plot's legend is).
     rows = [
         [
-            str(i),
+            str(k),
             f"{est.weights_[k]:.3f}",
             f"{est.means_[k, 0]:.2f}",
             f"{np.sqrt(est.covariances_[k].ravel()[0]):.2f}",
         ]
-        for i, k in enumerate(order)
+        for k in order
     ]
     ll, n_iter, converged = _estimator_ll(est, X.shape[0])
     print_table(

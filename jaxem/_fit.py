@@ -150,9 +150,16 @@ def _fit(
         )
         estep = _e_step(model, params, data, weights, lengths)
         bad = ~jnp.isfinite(estep.log_likelihood)
+        # A non-finite step ends the loop, so only the previous likelihood is
+        # needed with the previous params; the posterior is never read again
+        # (keeping the old one would hold a second (N, K) buffer every step).
+        estep = estep._replace(
+            log_likelihood=jnp.where(bad, s.estep.log_likelihood, estep.log_likelihood),
+            per_item=jnp.where(bad, s.estep.per_item, estep.per_item),
+        )
         return _FitState(
             params=_select(bad, s.params, params),
-            estep=_select(bad, s.estep, estep),
+            estep=estep,
             iteration=s.iteration + 1,
             history=s.history.at[s.iteration].set(ll),
             previous=ll,

@@ -72,6 +72,14 @@ def check_event_shape(name: str, data: Any, num_batch_axes: int, event_shape) ->
         )
 
 
+def check_integers(name: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` as int64, if its values are whole numbers (ints or integral floats)."""
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind != "f" or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name}: expected integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
 def check_weights(name: str, weights: Any, expected_len: int) -> None:
     """Non-negative, finite, not all zero, one per observation/sequence."""
     if weights is None:

@@ -226,9 +226,7 @@ def check_lengths(lengths, num_sequences: int, num_steps: int) -> None:
             f"lengths: expected shape ({num_sequences},) (one per sequence), got "
             f"{arr.shape}"
         )
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind != "f" or not np.all(arr == np.round(arr)):
-            raise ValueError(f"lengths: expected integers, got dtype {arr.dtype}")
+    arr = _validation.check_integers("lengths", arr)
     if np.any(arr < 1) or np.any(arr > num_steps):
         raise ValueError(
             f"lengths: every length must lie in [1, {num_steps}] (the padded "

@@ -92,10 +92,7 @@ def check_lengths(lengths, n_samples: int) -> np.ndarray:
             f"lengths: expected a non-empty 1-D array of sequence lengths, got shape "
             f"{arr.shape}"
         )
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind != "f" or not np.all(arr == np.round(arr)):
-            raise ValueError(f"lengths: expected integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
+    arr = _validation.check_integers("lengths", arr)
     if np.any(arr < 1):
         raise ValueError(f"lengths: every length must be >= 1, got min {arr.min()}")
     if arr.sum() != n_samples:

@@ -176,7 +176,8 @@ class MarkovChain:
             if self.parallel:
                 s = _parallel_sweep(log_init, log_trans, emit, mask)
                 marginals, transitions = _two_slice(s, log_trans, emit, mask)
-                return marginals, transitions, s.log_likelihood
+                # A length-0 sequence (padding) has log-likelihood 0.
+                return marginals, transitions, jnp.where(mask[0], s.log_likelihood, 0.0)
             return _sequential_smoother(log_init, log_trans, emit, mask)
 
         marginals, transitions, per_seq = jax.vmap(one)(log_emit, valid)

@@ -1,8 +1,31 @@
-"""Host-side machinery shared by the scikit-learn-style estimators.
+"""Host-side machinery shared by the estimators, built on scikit-learn's own.
 
-Estimators are thin: they validate numpy input, build initial parameters for
-``n_init`` restarts, run all restarts as ONE vmapped, jitted ``jaxem.fit``,
-keep the best, and expose fitted attributes. Nothing here runs per iteration.
+The estimators are scikit-learn estimators: they subclass
+``sklearn.base.BaseEstimator`` (parameters, ``clone``, ``repr``), declare every
+constructor argument in ``_parameter_constraints`` (sklearn's ``Interval`` /
+``StrOptions``; ``self._validate_params()`` at the top of ``fit`` refuses bad
+values with sklearn's ``InvalidParameterError`` naming the argument), read X
+with :func:`validate_X` (sklearn's ``validate_data``: ``n_features_in_``,
+``feature_names_in_``, pandas) and state their needs in ``__sklearn_tags__``.
+
+How an estimator uses this module::
+
+    def fit(self, X, y=None):
+        self._validate_params()
+        X = _base.validate_X(self, X, reset=True, ensure_min_samples=2)
+        with _base.precision_for(X.dtype):      # every compiled call inside
+            ...                                 # restarts via fit_restarts
+        self._fit_dtype = X.dtype               # predict/score follow it
+
+    def predict(self, X):
+        _base.check_fitted(self)
+        X = _base.validate_X(self, X, reset=False)
+        with _base.precision_for(self._fit_dtype):
+            ...
+
+Estimators are thin: they build initial parameters for ``n_init`` restarts,
+run all restarts as ONE vmapped, jitted ``jaxem.fit`` (:func:`fit_restarts`),
+keep the best and expose fitted attributes. Nothing here runs per iteration.
 """
 
 from __future__ import annotations
@@ -16,21 +39,113 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import sklearn.exceptions
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from .. import _fit as _fitmod
 from .. import _progress, _validation
 
+NotFittedError = sklearn.exceptions.NotFittedError
+"""scikit-learn's own: raised when an estimator is used before ``fit``."""
 
-class ConvergenceWarning(UserWarning):
-    """The best restart did not meet ``tol`` within the iteration budget."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """An estimator was used before ``fit``."""
+ConvergenceWarning = sklearn.exceptions.ConvergenceWarning
+"""scikit-learn's own: the best restart did not meet ``tol`` within the budget."""
 
 
-class FitError(RuntimeError):
-    """A fit stopped on a non-finite log-likelihood in every restart."""
+class FitError(RuntimeError, ValueError):
+    """A fit could not produce a model: every restart stopped on a non-finite
+    log-likelihood, or the data make the model ill-defined.
+
+    A ``ValueError`` as well as a ``RuntimeError``, since the cause is almost
+    always the data or the options (scale, ``reg_covar``, initial values).
+    """
+
+
+MAX_ITER = 1_000_000
+"""Upper bound on ``max_iter``/``n_iter``: the fit keeps a history of that many
+floats per restart, so a larger value is refused rather than allocated."""
+
+MAX_N_INIT = 10_000
+"""Upper bound on ``n_init``: the restarts run together, one vmapped program."""
+
+ITERATIONS = Interval(numbers.Integral, 0, MAX_ITER, closed="both")
+"""Constraint for ``max_iter``/``n_iter`` (0: return the initialisation)."""
+
+RESTARTS = Interval(numbers.Integral, 1, MAX_N_INIT, closed="both")
+"""Constraint for ``n_init``."""
+
+RANDOM_STATE = ["random_state", np.random.Generator, jax.Array]
+"""Constraint for ``random_state``: None, an int in [0, 2**32), a numpy
+``RandomState`` or ``Generator``, or a JAX key."""
+
+
+def precision_for(dtype):
+    """A context manager in which JAX computes in ``dtype``'s precision.
+
+    ``jax.enable_x64(True)`` for float64, ``(False)`` otherwise. The setting is
+    scoped to the ``with`` block and to the calling thread (JAX keeps it in a
+    thread-local context); ``jax.config.jax_enable_x64`` is never changed. Run
+    every compiled call of an estimator, and the creation of its JAX arrays and
+    keys, inside it, so float64 input gives float64 results without warnings
+    whatever the global setting, and float32 input stays float32.
+
+    Examples:
+        >>> import jax, numpy as np
+        >>> from jaxem.estimators import _base
+        >>> with _base.precision_for(np.float64):
+        ...     print(jax.numpy.asarray(np.ones(2)).dtype)
+        float64
+    """
+    return jax.enable_x64(bool(np.dtype(dtype) == np.float64))
+
+
+def validate_X(estimator, X, *, reset: bool, ensure_min_samples: int = 1, **kwargs):
+    """scikit-learn's ``validate_data`` for a float (N, d) X, as a numpy array.
+
+    float32 stays float32; anything else numeric (ints, nullable pandas floats)
+    becomes float64. NaN/inf, sparse matrices, objects, too few rows are
+    refused with scikit-learn's messages. ``reset=True`` (in ``fit``) records
+    ``n_features_in_`` and ``feature_names_in_``; ``reset=False`` checks
+    them (a DataFrame with other or reordered columns is refused). Other
+    keyword arguments go to ``validate_data``.
+    """
+    return validate_data(
+        estimator,
+        X,
+        reset=reset,
+        dtype=[np.float64, np.float32],
+        ensure_min_samples=ensure_min_samples,
+        **kwargs,
+    )
+
+
+def check_fitted(estimator) -> None:
+    """Raise :data:`NotFittedError` unless ``fit`` ran (scikit-learn's check)."""
+    check_is_fitted(estimator)
+
+
+def check_n_components(n_components: int, n_samples: int) -> None:
+    """scikit-learn's error for more components than samples (a mixture needs
+    at least one sample per component)."""
+    if n_samples < n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components "
+            f"but got n_components = {n_components}, n_samples = {n_samples}"
+        )
+
+
+def sample_weights(sample_weight, X) -> np.ndarray | None:
+    """(N,) non-negative weights in X's dtype, or None; not all zero."""
+    if sample_weight is None:
+        return None
+    w = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+    _validation.check_weights("sample_weight", w, X.shape[0])
+    return w
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_iter", "frozen", "callback"))
@@ -82,9 +197,14 @@ def take(tree: Any, index: int) -> Any:
 
 
 def check_random_state(random_state) -> jax.Array:
-    """A JAX key from None, an int, a numpy Generator/RandomState or a key."""
+    """A JAX key from ``random_state`` as scikit-learn reads it.
+
+    None draws a seed from numpy's global ``RandomState`` (as scikit-learn
+    does), an int is the seed, a numpy ``RandomState``/``Generator`` gives a
+    seed drawn from it (so repeated fits differ), a JAX key is used as is.
+    """
     if random_state is None:
-        seed = np.random.randint(0, 2**31 - 1)
+        seed = np.random.mtrand._rand.randint(0, 2**31 - 1)
     elif isinstance(random_state, numbers.Integral):
         seed = int(random_state)
     elif isinstance(random_state, np.random.RandomState):
@@ -99,6 +219,51 @@ def check_random_state(random_state) -> jax.Array:
             f"{random_state!r}"
         )
     return jax.random.key(seed)
+
+
+def warn_not_converged(name: str, n_init: int) -> None:
+    """scikit-learn's warning when the kept restart did not meet ``tol``."""
+    warnings.warn(
+        f"{name}: best performing initialization (of {n_init}) did not converge. "
+        "Try different init parameters, or increase max_iter, tol, or check "
+        "for degenerate data.",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+
+
+def warn_nonfinite(name: str, n_iter: int) -> None:
+    """The kept restart stopped on a NaN/inf log-likelihood (not converged)."""
+    warnings.warn(
+        f"{name}: the fit stopped at iteration {n_iter} because the "
+        "log-likelihood became NaN or infinite; the last finite parameters are "
+        "kept and the fit is not converged. Check the data scale, the "
+        "initial values or the regularisation.",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+
+
+def progress_printer(prefix: str, total: int | None = None):
+    """A progress display for ``verbose`` fits (tqdm bar, else printed lines).
+
+    The returned ``jaxem._progress.ProgressBar`` is a ``callback(iteration,
+    log_likelihood)`` and, better, a context manager: ``with progress_printer(
+    name, max_iter) as callback:`` gives a callback of fixed identity, so
+    verbose fits do not recompile, and closes the bar at the end.
+    """
+    return _progress.ProgressBar(prefix, total, min_interval=0.5)
+
+
+def as_jax(x, dtype=None):
+    """``jnp.asarray(x, dtype)``, None stays None (call inside ``precision_for``)."""
+    return None if x is None else jnp.asarray(x, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# Legacy helpers, still used by ``_hmm.py`` until it moves to scikit-learn's
+# machinery above (``BaseEstimator``, ``_parameter_constraints``,
+# ``validate_X``); remove them then.
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -130,14 +295,7 @@ def check_array(
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     if arr.ndim != ndim:
-        raise ValueError(
-            f"{name}: expected a {ndim}-D array, got shape {arr.shape}"
-            + (
-                " (reshape a single feature with X.reshape(-1, 1))"
-                if ndim == 2 and arr.ndim == 1
-                else ""
-            )
-        )
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     _validation.check_finite(name, arr)
     if arr.shape[0] < min_rows:
         raise ValueError(
@@ -159,32 +317,8 @@ def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
     return w
 
 
-def warn_not_converged(name: str, n_init: int) -> None:
-    warnings.warn(
-        f"{name}: the best of {n_init} initialisation(s) did not converge; try a "
-        "larger max_iter, a looser tol, or check the data.",
-        ConvergenceWarning,
-        stacklevel=3,
-    )
-
-
-def progress_printer(prefix: str, total: int | None = None):
-    """A progress display for ``verbose`` fits (tqdm bar, else printed lines).
-
-    The returned ``jaxem._progress.ProgressBar`` is a ``callback(iteration,
-    log_likelihood)`` and, better, a context manager: ``with progress_printer(
-    name, max_iter) as callback:`` gives a callback of fixed identity, so
-    verbose fits do not recompile, and closes the bar at the end.
-    """
-    return _progress.ProgressBar(prefix, total, min_interval=0.5)
-
-
-def as_jax(x, dtype=None):
-    return None if x is None else jnp.asarray(x, dtype=dtype)
-
-
 class EstimatorParams:
-    """scikit-learn's parameter protocol: constructor arguments as attributes."""
+    """scikit-learn's parameter protocol (legacy: use ``BaseEstimator``)."""
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -192,11 +326,9 @@ class EstimatorParams:
         return [p for p in sig.parameters if p != "self"]
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor arguments and their current values."""
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params):
-        """Set constructor arguments by name; unknown names raise ``ValueError``."""
         valid = set(self._param_names())
         for name, value in params.items():
             if name not in valid:

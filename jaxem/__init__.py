@@ -23,6 +23,8 @@ from ._io import save as save
 from ._latent import Categorical as Categorical
 from ._latent import ChainFactors as ChainFactors
 from ._latent import ChainPosterior as ChainPosterior
+from ._latent import Gaussian as Gaussian
+from ._latent import GaussianPosterior as GaussianPosterior
 from ._latent import MarkovChain as MarkovChain
 from ._latent import viterbi as viterbi
 from ._model import ClosedForm as ClosedForm
@@ -81,3 +83,5 @@ __all__ += [
     "PoissonHMM",
     "viterbi",
 ]
+
+__all__ += ["Gaussian", "GaussianPosterior"]

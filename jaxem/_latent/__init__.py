@@ -2,6 +2,8 @@
 
 from ._base import EStep as EStep
 from ._categorical import Categorical as Categorical
+from ._gaussian import Gaussian as Gaussian
+from ._gaussian import GaussianPosterior as GaussianPosterior
 from ._markov_chain import ChainFactors as ChainFactors
 from ._markov_chain import ChainPosterior as ChainPosterior
 from ._markov_chain import MarkovChain as MarkovChain

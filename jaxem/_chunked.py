@@ -1,0 +1,350 @@
+"""Exact EM over data larger than memory: stream chunks through one compiled pass.
+
+Expected sufficient statistics add across observations, so one EM iteration
+over data held in C chunks is: for each chunk, the compiled E-step and
+statistics at the current parameters; the sum of the chunks' statistics and
+log-likelihoods on the device; the closed-form update of the summed statistics.
+That is the same iteration as in-memory :func:`jaxem.fit`, so the iterates,
+history, stopping rule and status are the same (up to the order of floating-point
+sums). Every chunk is padded to a size bucket (``jaxem._buckets``), so chunks of
+different sizes share the compiled pass; a background thread reads the next
+chunk while the device works on the current one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import numbers
+import os
+import pathlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _fit, _mstep, _validation
+from . import constraints as _constraints
+from ._model import LatentModel
+
+
+class Batch(NamedTuple):
+    """One chunk of data with optional weights and lengths.
+
+    A chunk source may yield plain data (an array or pytree of arrays with
+    leading axis N, or (B, T) for chains) or a ``Batch`` when the chunk has
+    weights or sequence lengths.
+
+    Attributes:
+        data: (N, ...) observations or (B, T, ...) sequences.
+        weights: None or (N,) (or (B,)) non-negative weights.
+        lengths: None or (B,) valid sequence lengths (chains only).
+    """
+
+    data: Any
+    weights: Any = None
+    lengths: Any = None
+
+
+def _load_path(path) -> np.ndarray:
+    path = pathlib.Path(path)
+    if path.suffix != ".npy":
+        raise ValueError(f"chunks: can only read .npy files, got {str(path)!r}")
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _array_chunks(array, chunk_rows: int) -> Iterator[Any]:
+    for start in range(0, array.shape[0], chunk_rows):
+        yield array[start : start + chunk_rows]
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, np.ndarray | jax.Array)
+
+
+def iterate_chunks(chunks: Any, chunk_rows: int | None = None) -> Iterator[Batch]:
+    """One pass over a chunk source, as ``Batch``es of host or device arrays.
+
+    Args:
+        chunks: a chunk source: an array (a ``numpy.memmap`` or
+            ``np.load(path, mmap_mode="r")`` is read chunk by chunk, never
+            whole) or the path of a ``.npy`` file, both cut into ``chunk_rows``
+            rows; a list or tuple of chunks (arrays, ``Batch``es or ``.npy``
+            paths); or a function of no arguments returning an iterable of
+            chunks (a generator factory: called once per pass).
+        chunk_rows: rows per chunk when ``chunks`` is one array or path.
+
+    Yields:
+        ``Batch`` tuples.
+    """
+    if isinstance(chunks, str | os.PathLike):
+        chunks = _load_path(chunks)
+    if _is_array(chunks):
+        if chunk_rows is None:
+            raise ValueError("chunk_rows: needed to cut one array into chunks")
+        items: Iterable[Any] = _array_chunks(chunks, chunk_rows)
+    elif isinstance(chunks, list | tuple):
+        items = chunks
+    elif callable(chunks):
+        items = chunks()
+    else:
+        raise ValueError(
+            "chunks: expected an array, a .npy path, a list of chunks or a function "
+            f"returning an iterable of chunks, got {type(chunks).__name__}"
+        )
+    for item in items:
+        if isinstance(item, str | os.PathLike):
+            item = _load_path(item)
+        yield item if isinstance(item, Batch) else Batch(item)
+
+
+def _prefetched(batches: Iterator[Batch], to_device: Callable) -> Iterator[Any]:
+    """Yield ``to_device(batch)`` while the next batch is read in a thread."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for batch in batches:
+            future = pool.submit(to_device, batch)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
+
+
+class _Totals(NamedTuple):
+    stats: Any
+    log_likelihood: jax.Array
+    num_observations: jax.Array
+
+
+def _chunk_totals(model, params, data, weights, lengths, mask) -> _Totals:
+    """E-step and statistics of one (padded) chunk."""
+    estep = _fit._e_step(model, params, data, weights, lengths, mask)
+    stats = _mstep.call_stats(
+        model.m_step.stats, data, estep.posterior, weights, params
+    )
+    n = model.latent.num_observations(data, weights, lengths)
+    return _Totals(stats, estep.log_likelihood, n.astype(estep.log_likelihood.dtype))
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _chunk_pass(model, params, data, weights, lengths, mask, totals):
+    """Add one chunk's statistics and log-likelihood to the running totals."""
+    chunk = _chunk_totals(model, params, data, weights, lengths, mask)
+    return jax.tree.map(jnp.add, totals, chunk)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "frozen"))
+def _update(model, params, stats, frozen):
+    update = _mstep._closed_form_update(model.m_step.update, stats, params, frozen)
+    if isinstance(params, dict) and isinstance(update, dict):
+        update = {k: v for k, v in update.items() if k not in frozen}
+        return {**params, **update}
+    return update
+
+
+def _check_closed_form(model, params0, example):
+    if model.m_step is None:
+        raise ValueError(
+            "model: fit_chunked needs a ClosedForm M-step (statistics that add "
+            "across chunks); this model has none — fit it in memory with "
+            "jaxem.fit, or declare a ClosedForm"
+        )
+    padded = _fit._pad(model, params0, example.data, example.weights, example.lengths)
+    shapes = jax.eval_shape(
+        lambda p: _mstep.call_stats(
+            model.m_step.stats,
+            padded.data,
+            _fit._e_step(
+                model, p, padded.data, padded.weights, padded.lengths
+            ).posterior,
+            padded.weights,
+            p,
+        ),
+        params0,
+    )
+    update = jax.eval_shape(lambda p, s: model.m_step.update(s, p), params0, shapes)
+    if isinstance(params0, dict):
+        missing = sorted(set(params0) - set(update))
+        if missing:
+            raise ValueError(
+                f"model: fit_chunked needs a ClosedForm update that returns every "
+                f"parameter; ClosedForm.update leaves out {missing}"
+            )
+
+
+def _check_chunk(batch: Batch, first: Batch) -> None:
+    """Host-side checks of one chunk: finite values, the first chunk's shapes."""
+    for name, tree in (("chunks", batch.data), ("weights", batch.weights)):
+        for leaf in jax.tree.leaves(tree):
+            _validation.check_finite(name, leaf)
+    if batch.weights is not None and np.any(np.asarray(batch.weights) < 0):
+        raise ValueError("weights: a chunk has negative weights")
+    shapes = [np.shape(x)[1:] for x in jax.tree.leaves(batch.data)]
+    expected = [np.shape(x)[1:] for x in jax.tree.leaves(first.data)]
+    if shapes != expected:
+        raise ValueError(
+            f"chunks: a chunk's trailing shapes {shapes} differ from the first "
+            f"chunk's {expected}"
+        )
+
+
+def _pass(model, params, source, chunk_rows, first):
+    """One pass over the chunks: the summed statistics and log-likelihood.
+
+    ``first`` (the first chunk) turns on the host-side checks of every chunk.
+    """
+
+    def to_device(batch: Batch):
+        if first is not None:
+            _check_chunk(batch, first)
+        padded = _fit._pad(model, params, batch.data, batch.weights, batch.lengths)
+        return jax.device_put(
+            (padded.data, padded.weights, padded.lengths, padded.mask)
+        )
+
+    totals, count = None, 0
+    for data, weights, lengths, mask in _prefetched(
+        iterate_chunks(source, chunk_rows), to_device
+    ):
+        if totals is None:
+            shapes = jax.eval_shape(
+                functools.partial(_chunk_totals, model),
+                params,
+                data,
+                weights,
+                lengths,
+                mask,
+            )
+            totals = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        totals = _chunk_pass(model, params, data, weights, lengths, mask, totals)
+        count += 1
+    if count == 0:
+        raise ValueError("chunks: the source yielded no chunk")
+    return totals
+
+
+def fit_chunked(
+    model: LatentModel,
+    params0: Any,
+    chunks: Any,
+    *,
+    chunk_rows: int | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    frozen: tuple[str, ...] = (),
+    callback: Callable[[int, float], None] | None = None,
+    validate: bool = True,
+) -> _fit.FitResult:
+    """Exact EM over data streamed in chunks (larger than memory).
+
+    Each iteration streams every chunk through the compiled E-step and
+    statistics, sums them on the device, and applies the model's closed-form
+    update: the same iterates as in-memory :func:`jaxem.fit` on the
+    concatenated data, with the same ``FitResult`` (history, stopping rule,
+    status). Only one or two chunks are in memory at a time; the next chunk is
+    read while the current one is computed.
+
+    Args:
+        model: a ``LatentModel`` with a ``ClosedForm`` whose ``update`` returns
+            every parameter.
+        params0: initial parameters.
+        chunks: a re-iterable chunk source: an array or ``numpy.memmap`` (or a
+            ``.npy`` path, memory-mapped) cut into ``chunk_rows`` rows; a list
+            of chunks (arrays, ``.npy`` paths or :class:`Batch` with weights
+            and lengths); or a function returning a fresh iterable of chunks on
+            each call (e.g. a generator function reading files).
+        chunk_rows: rows per chunk when ``chunks`` is one array or path.
+        max_iter, tol, frozen: as for :func:`jaxem.fit`.
+        callback: optional host function ``callback(iteration, log_likelihood)``
+            called after each pass.
+        validate: check each chunk on the host (finite values, shapes) before
+            it is sent to the device; ``False`` skips that per-chunk pass over
+            the data (a non-finite value then ends the fit as ``NONFINITE``).
+
+    Returns:
+        A :class:`FitResult` (host-side values, ``history`` of shape
+        (max_iter,)).
+
+    Raises:
+        ValueError: bad arguments, a model without a full closed form, a bad
+            chunk, or an empty source.
+
+    Examples:
+        >>> import numpy as np, jaxem
+        >>> model = jaxem.models.binomial_mixture(2, 10)
+        >>> params0 = {"weights": np.array([0.5, 0.5]), "p": np.array([0.6, 0.5])}
+        >>> heads = np.array([5.0, 9.0, 8.0, 4.0, 7.0])
+        >>> streamed = jaxem.fit_chunked(model, params0, heads, chunk_rows=2,
+        ...                              max_iter=10, tol=0.0)
+        >>> in_memory = jaxem.fit(model, params0, heads, max_iter=10, tol=0.0)
+        >>> np.allclose(streamed.params["p"], in_memory.params["p"], rtol=1e-10)
+        True
+    """
+    if not isinstance(model, LatentModel):
+        raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r}")
+    max_iter = _fit.check_max_iter(max_iter)
+    if chunk_rows is not None and (
+        isinstance(chunk_rows, bool)
+        or not isinstance(chunk_rows, numbers.Integral)
+        or chunk_rows < 1
+    ):
+        raise ValueError(f"chunk_rows: expected a positive int, got {chunk_rows!r}")
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, numbers.Real)
+        or not (0 <= tol < float("inf"))
+    ):
+        raise ValueError(f"tol: expected a finite non-negative number, got {tol!r}")
+    frozen = tuple(frozen)
+    if frozen and not (isinstance(params0, dict) and set(frozen) <= set(params0)):
+        raise ValueError(f"frozen: {list(frozen)} must be keys of a dict params0")
+    _constraints.check_params(model.constraints, params0, "params0")
+    first = next(iterate_chunks(chunks, chunk_rows), None)
+    if first is None:
+        raise ValueError("chunks: the source yielded no chunk")
+    params = jax.tree.map(jnp.asarray, params0)
+    _check_closed_form(model, params, first)
+    model.latent.validate(model, first.data, first.weights, first.lengths)
+    checks = first if validate else None
+    return _loop(
+        model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, checks
+    )
+
+
+def _loop(model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, checks):
+    totals = _pass(model, params, chunks, chunk_rows, checks)
+    ll = float(totals.log_likelihood)
+    n = float(totals.num_observations)
+    history = np.full((max_iter,), np.nan, np.asarray(totals.log_likelihood).dtype)
+    status = _fit.Status.MAX_ITER if np.isfinite(ll) else _fit.Status.NONFINITE
+    converged, iteration, previous = False, 0, np.nan
+    while iteration < max_iter and status != _fit.Status.NONFINITE and not converged:
+        if callback is not None:
+            callback(iteration, ll)
+        converged = iteration > 0 and bool(_fit.has_converged(ll, previous, n, tol))
+        new = _update(model, params, totals.stats, frozen)
+        new_totals = _pass(model, new, chunks, chunk_rows, None)
+        new_ll = float(new_totals.log_likelihood)
+        history[iteration] = ll
+        iteration += 1
+        finite = np.isfinite(new_ll) and all(
+            bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(new)
+        )
+        if not finite:
+            status, converged = _fit.Status.NONFINITE, False
+            break
+        previous, params, totals, ll = ll, new, new_totals, new_ll
+        if converged:
+            status = _fit.Status.CONVERGED
+    dtype = history.dtype
+    return _fit.FitResult(
+        params=params,
+        log_likelihood=jnp.asarray(ll, dtype),
+        history=jnp.asarray(history),
+        n_iter=jnp.asarray(iteration),
+        converged=jnp.asarray(converged),
+        status=jnp.asarray(int(status), jnp.int32),
+    )

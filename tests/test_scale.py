@@ -1,0 +1,315 @@
+"""Scale-out: exact chunked EM, data sharded over 8 devices, several processes.
+
+The multi-device and multi-process checks run in subprocesses: the number of
+host CPU devices and ``jax.distributed`` must be set up before JAX starts, and
+this test process has already started it.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxem
+from jaxem._chunked import Batch
+
+
+def _blobs(n=1003, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.random(n) < 0.4
+    return np.where(z[:, None], rng.normal(-2, 1, (n, d)), rng.normal(2, 0.7, (n, d)))
+
+
+def _gmm_start(x, k, covariance_type):
+    d = x.shape[1]
+    cov = {
+        "full": np.stack([np.eye(d)] * k),
+        "diag": np.ones((k, d)),
+        "spherical": np.ones(k),
+        "tied": np.eye(d),
+    }[covariance_type]
+    return {"weights": np.full(k, 1 / k), "means": x[:k].copy(), "covariances": cov}
+
+
+def _assert_same_fit(a, b, rtol=1e-10):
+    assert int(a.n_iter) == int(b.n_iter)
+    assert int(a.status) == int(b.status)
+    np.testing.assert_allclose(a.history, b.history, rtol=rtol)
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=rtol)
+    for key in a.params:
+        np.testing.assert_allclose(a.params[key], b.params[key], rtol=rtol, atol=1e-12)
+
+
+def test_chunked_em_equals_in_memory_em_on_a_memory_mapped_file(tmp_path):
+    x = _blobs()
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    model = jaxem.models.gaussian_mixture(2, 3, "full")
+    params0 = _gmm_start(x, 2, "full")
+    in_memory = jaxem.fit(model, params0, x, max_iter=40, tol=1e-9)
+    mapped = np.load(path, mmap_mode="r")
+    streamed = jaxem.fit_chunked(
+        model, params0, mapped, chunk_rows=300, max_iter=40, tol=1e-9
+    )
+    _assert_same_fit(in_memory, streamed)
+    by_path = jaxem.fit_chunked(
+        model, params0, str(path), chunk_rows=450, max_iter=40, tol=1e-9
+    )
+    _assert_same_fit(in_memory, by_path)
+    assert bool(streamed.converged)
+
+
+def test_chunked_em_with_weights_from_a_generator_factory():
+    x = _blobs(n=600, d=2, seed=1)
+    w = np.random.default_rng(2).integers(0, 4, 600).astype(float)
+    model = jaxem.models.gaussian_mixture(3, 2, "diag")
+    params0 = _gmm_start(x, 3, "diag")
+    in_memory = jaxem.fit(model, params0, x, weights=w, max_iter=25, tol=0.0)
+
+    def chunks():
+        for start in range(0, 600, 128):
+            yield Batch(x[start : start + 128], weights=w[start : start + 128])
+
+    streamed = jaxem.fit_chunked(model, params0, chunks, max_iter=25, tol=0.0)
+    _assert_same_fit(in_memory, streamed)
+
+
+def test_chunked_em_over_ragged_sequences():
+    rng = np.random.default_rng(3)
+    lengths = np.array([40, 25, 31, 12, 40, 7])
+    x = rng.normal(size=(6, 40, 1)) + (np.arange(40) // 10 % 2)[None, :, None] * 2.5
+    model = jaxem.models.gaussian_hmm(2, 1, "diag")
+    params0 = {
+        "startprob": np.array([0.5, 0.5]),
+        "transmat": np.array([[0.9, 0.1], [0.1, 0.9]]),
+        "means": np.array([[0.0], [2.0]]),
+        "covars": np.array([[1.0], [1.0]]),
+    }
+    in_memory = jaxem.fit(model, params0, x, lengths=lengths, max_iter=20, tol=0.0)
+    chunks = [
+        Batch(x[:4], lengths=lengths[:4]),
+        Batch(x[4:, :40], lengths=lengths[4:]),
+    ]
+    streamed = jaxem.fit_chunked(model, params0, chunks, max_iter=20, tol=0.0)
+    _assert_same_fit(in_memory, streamed)
+
+
+def test_chunked_em_refuses_what_it_cannot_do():
+    x = np.arange(20.0)
+
+    def log_joint(params, x, z):
+        return jnp.log(0.5) + jax_norm_logpdf(x, params["mu"][z])
+
+    gradient_only = jaxem.LatentModel(log_joint, jaxem.Categorical(2))
+    with pytest.raises(ValueError, match="ClosedForm"):
+        jaxem.fit_chunked(gradient_only, {"mu": np.array([0.0, 1.0])}, x, chunk_rows=5)
+    coins = jaxem.models.binomial_mixture(2, 10)
+    p0 = {"weights": np.array([0.5, 0.5]), "p": np.array([0.3, 0.6])}
+    with pytest.raises(ValueError, match="chunk_rows"):
+        jaxem.fit_chunked(coins, p0, x, chunk_rows=0)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        jaxem.fit_chunked(coins, p0, x)
+    with pytest.raises(ValueError, match="no chunk"):
+        jaxem.fit_chunked(coins, p0, [])
+    bad = x.copy()
+    bad[13] = np.nan
+    with pytest.raises(ValueError, match="chunks"):
+        jaxem.fit_chunked(coins, p0, bad, chunk_rows=5)
+    with pytest.raises(ValueError, match="trailing shapes"):
+        jaxem.fit_chunked(coins, p0, [x[:10], x[10:].reshape(5, 2)])
+
+
+def jax_norm_logpdf(x, mu):
+    return -0.5 * (x - mu) ** 2 - 0.5 * jnp.log(2 * jnp.pi)
+
+
+def _run(script, env=None, timeout=600):
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out.stdout
+
+
+EIGHT_DEVICES = textwrap.dedent(
+    """
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import re
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp, jax.scipy.stats as st, numpy as np
+    import jaxem
+
+    assert len(jax.devices()) == 8, jax.devices()
+    rng = np.random.default_rng(0)
+    n = 1003  # not a multiple of 8
+    z = rng.random(n) < 0.4
+    x = np.where(z[:, None], rng.normal(-2, 1, (n, 3)), rng.normal(2, 0.7, (n, 3)))
+
+    def same(a, b):
+        np.testing.assert_allclose(a.history, b.history, rtol=1e-10)
+        for key in a.params:
+            np.testing.assert_allclose(a.params[key], b.params[key],
+                                       rtol=1e-10, atol=1e-12)
+        assert int(a.n_iter) == int(b.n_iter) and int(a.status) == int(b.status)
+
+    def starts(k, kind):
+        cov = {"full": np.stack([np.eye(3)] * k), "diag": np.ones((k, 3)),
+               "spherical": np.ones(k), "tied": np.eye(3)}[kind]
+        return {"weights": np.full(k, 1 / k), "means": x[:k].copy(),
+                "covariances": cov}
+
+    s = jaxem.shard(x)
+    shard_rows = {sh.data.shape[0] for sh in s.data.addressable_shards}
+    assert shard_rows == {126}, shard_rows  # 1008 / 8: no device holds all rows
+    for kind in ("full", "diag", "spherical", "tied"):
+        model = jaxem.models.gaussian_mixture(2, 3, kind)
+        one = jaxem.fit(model, starts(2, kind), x, max_iter=15, tol=0.0)
+        many = jaxem.fit(model, starts(2, kind), s.data, weights=s.weights,
+                         max_iter=15, tol=0.0)
+        same(one, many)
+
+    # The compiled sharded fit never gathers the data onto one device: every
+    # all-gather in its HLO moves fewer elements than the data has.
+    model = jaxem.models.gaussian_mixture(2, 3, "full")
+    lowered = jax.jit(
+        lambda d, w: jaxem.fit(model, starts(2, "full"), d, weights=w,
+                               max_iter=5, tol=0.0).params
+    ).lower(s.data, s.weights).compile().as_text()
+    for line in lowered.splitlines():
+        if "all-gather(" in line:
+            dims = re.search(r"\\[([0-9,]*)\\]", line.split("=", 1)[1]).group(1)
+            size = int(np.prod([int(v) for v in dims.split(",") if v]))
+            assert size < 1008 * 3, line
+
+    # Ragged sequences (B = 13, not a multiple of 8).
+    lengths = rng.integers(5, 30, 13)
+    seq = rng.normal(size=(13, 30, 2)) + (np.arange(30) // 6 % 2)[None, :, None] * 2
+    hmm = jaxem.models.gaussian_hmm(2, 2, "diag")
+    p0 = {"startprob": np.array([0.5, 0.5]),
+          "transmat": np.array([[0.8, 0.2], [0.2, 0.8]]),
+          "means": np.array([[0.0, 0.0], [2.0, 2.0]]), "covars": np.ones((2, 2))}
+    one = jaxem.fit(hmm, p0, seq, lengths=lengths, max_iter=10, tol=0.0)
+    sh = jaxem.shard(seq, lengths=lengths)
+    assert {a.data.shape[0] for a in sh.data.addressable_shards} == {2}
+    many = jaxem.fit(hmm, p0, sh.data, lengths=sh.lengths, max_iter=10, tol=0.0)
+    same(one, many)
+
+    # A user-declared model fitted by the gradient M-step.
+    def log_joint(params, x, z):
+        return (jnp.log(params["weights"][z])
+                + st.norm.logpdf(x, params["mu"][z], params["sigma"][z]).sum())
+    user = jaxem.LatentModel(log_joint, jaxem.Categorical(2), constraints={
+        "weights": jaxem.constraints.simplex, "sigma": jaxem.constraints.positive})
+    q0 = {"weights": np.array([0.5, 0.5]), "mu": np.array([-1.0, 1.0]),
+          "sigma": np.array([1.0, 1.0])}
+    one = jaxem.fit(user, q0, x[:, 0], max_iter=8, tol=0.0)
+    s1 = jaxem.shard(x[:, 0])
+    many = jaxem.fit(user, q0, s1.data, weights=s1.weights, max_iter=8, tol=0.0)
+    same(one, many)
+    print("eight devices ok")
+    """
+)
+
+
+def test_fits_sharded_over_eight_devices_equal_one_device():
+    assert "eight devices ok" in _run(EIGHT_DEVICES)
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    process_id, num_processes, port = (int(a) for a in sys.argv[1:4])
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes, process_id)
+    import numpy as np
+    import jaxem
+
+    rng = np.random.default_rng(0)
+    n = 801
+    z = rng.random(n) < 0.4
+    x = np.where(z[:, None], rng.normal(-2, 1, (n, 2)), rng.normal(2, 0.7, (n, 2)))
+    lengths = rng.integers(5, 25, 9)
+    seq = rng.normal(size=(9, 25, 1)) + (np.arange(25) // 5 % 2)[None, :, None] * 2
+    mine = slice(process_id, None, num_processes)  # this process's rows
+
+    gmm = jaxem.models.gaussian_mixture(2, 2, "full")
+    g0 = {"weights": np.array([0.5, 0.5]), "means": x[:2].copy(),
+          "covariances": np.stack([np.eye(2)] * 2)}
+    s = jaxem.shard(x[mine])
+    fit = jaxem.fit(gmm, g0, s.data, weights=s.weights, max_iter=20, tol=0.0)
+    hmm = jaxem.models.gaussian_hmm(2, 1, "diag")
+    h0 = {"startprob": np.array([0.5, 0.5]),
+          "transmat": np.array([[0.8, 0.2], [0.2, 0.8]]),
+          "means": np.array([[0.0], [2.0]]), "covars": np.ones((2, 1))}
+    sh = jaxem.shard(seq[mine], lengths=lengths[mine])
+    hfit = jaxem.fit(hmm, h0, sh.data, lengths=sh.lengths, max_iter=10, tol=0.0)
+    if process_id == 0:
+        np.savez(sys.argv[4], gmm_means=np.asarray(fit.params["means"]),
+                 gmm_ll=np.asarray(fit.log_likelihood),
+                 hmm_means=np.asarray(hfit.params["means"]),
+                 hmm_ll=np.asarray(hfit.log_likelihood))
+    jax.distributed.shutdown()
+    """
+)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_fit_the_data_split_between_them(tmp_path):
+    port = _free_port()
+    out = tmp_path / "fit.npz"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(i), "2", str(port), str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-4000:]
+    got = np.load(out)
+
+    rng = np.random.default_rng(0)
+    n = 801
+    z = rng.random(n) < 0.4
+    x = np.where(z[:, None], rng.normal(-2, 1, (n, 2)), rng.normal(2, 0.7, (n, 2)))
+    lengths = rng.integers(5, 25, 9)
+    seq = rng.normal(size=(9, 25, 1)) + (np.arange(25) // 5 % 2)[None, :, None] * 2
+    gmm = jaxem.models.gaussian_mixture(2, 2, "full")
+    g0 = {
+        "weights": np.array([0.5, 0.5]),
+        "means": x[:2].copy(),
+        "covariances": np.stack([np.eye(2)] * 2),
+    }
+    fit = jaxem.fit(gmm, g0, x, max_iter=20, tol=0.0)
+    np.testing.assert_allclose(got["gmm_means"], fit.params["means"], rtol=1e-10)
+    np.testing.assert_allclose(got["gmm_ll"], fit.log_likelihood, rtol=1e-10)
+    hmm = jaxem.models.gaussian_hmm(2, 1, "diag")
+    h0 = {
+        "startprob": np.array([0.5, 0.5]),
+        "transmat": np.array([[0.8, 0.2], [0.2, 0.8]]),
+        "means": np.array([[0.0], [2.0]]),
+        "covars": np.ones((2, 1)),
+    }
+    hfit = jaxem.fit(hmm, h0, seq, lengths=lengths, max_iter=10, tol=0.0)
+    np.testing.assert_allclose(got["hmm_means"], hfit.params["means"], rtol=1e-10)
+    np.testing.assert_allclose(got["hmm_ll"], hfit.log_likelihood, rtol=1e-10)

@@ -1,32 +1,43 @@
 """Saving and loading fitted models: one ``.npz`` file, arrays plus JSON metadata.
 
-The file is a NumPy ``.npz`` archive. Its entry ``__jaxem__`` holds UTF-8 JSON
-metadata: format name and version, jaxem version, what was saved (an estimator,
-a ``FitResult`` or a params pytree), the model kind and options, and for every
-array its shape, dtype and SHA-256. The other entries are the arrays. Loading
-uses ``np.load(..., allow_pickle=False)`` and rebuilds objects only from a fixed
-list of jaxem classes and model factories, so a file can never run code.
+The file is a NumPy ``.npz`` archive (:mod:`jaxem._io_archive`). Its entry
+``__jaxem__`` holds UTF-8 JSON metadata: format name and version, jaxem
+version, what was saved (an estimator, a ``FitResult`` or a params pytree), the
+model kind and options, and for every array its shape, dtype and SHA-256. The
+other entries are the arrays. The JSON is a small tagged language
+(:mod:`jaxem._io_codec`) that can name only the types of an explicit allow-list
+(:mod:`jaxem._io_registry`), each with a schema of its fields
+(:mod:`jaxem._io_schema`) checked before anything is built, so a file can never
+run code. See ``docs/file-format.md``.
 """
 
 from __future__ import annotations
 
-import ast
-import collections
-import enum
-import hashlib
-import io
-import json
 import os
 import pathlib
-import sys
-import zipfile
 from typing import Any, NamedTuple
 
-import numpy as np
+from . import _io_models
+from ._io_archive import FORMAT, FORMAT_VERSION, check_header, digest
+from ._io_archive import read as _read_archive
+from ._io_archive import write as _write_archive
+from ._io_codec import Decoder, Encoder, build
+from ._io_registry import FIT_RESULT_NAME, REGISTRY
+from ._io_schema import Context, Pytree, Registered, fail
 
-FORMAT = "jaxem"
-FORMAT_VERSION = 1
-_META = "__jaxem__"
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SaveLoadMixin",
+    "Saved",
+    "load",
+    "read_metadata",
+    "save",
+]
+
+_digest = digest  # the tests' name for the checksum
+_KINDS = ("estimator", "fit_result", "params")
+_TOP = {"format", "format_version", "jaxem_version", "kind", "state", "model", "arrays"}
 
 
 class Saved(NamedTuple):
@@ -57,200 +68,6 @@ class Saved(NamedTuple):
     model: Any
     result: Any
     metadata: dict
-
-
-# ------------------------------------------------------------------ encoding
-class _Encoder:
-    """Turns a Python value into JSON, moving arrays into ``self.arrays``."""
-
-    def __init__(self):
-        self.arrays: dict[str, np.ndarray] = {}
-
-    def array(self, value) -> dict:
-        key = f"a{len(self.arrays)}"
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "biufc":
-            raise TypeError(f"cannot save an array of dtype {arr.dtype}")
-        self.arrays[key] = arr
-        return {"__array__": key}
-
-    def __call__(self, value: Any) -> Any:
-        if value is None or isinstance(value, (bool, str)):
-            return value
-        if isinstance(value, enum.Enum):
-            return {"__enum__": _class_path(type(value)), "value": value.value}
-        if isinstance(value, (int, float)):
-            return value
-        if isinstance(value, np.generic):
-            return {"__scalar__": value.item(), "dtype": value.dtype.str}
-        if isinstance(value, np.dtype):
-            return {"__dtype__": value.str}
-        if isinstance(value, type) and issubclass(value, np.generic):
-            return {"__dtype__": np.dtype(value).str}
-        if isinstance(value, np.ndarray) or _is_jax_array(value):
-            return self.array(value)
-        if isinstance(value, dict):
-            if not all(isinstance(k, str) for k in value):
-                raise TypeError("cannot save a dict with non-string keys")
-            return {"__dict__": {k: self(v) for k, v in value.items()}}
-        if isinstance(value, collections.deque):
-            return {"__deque__": [self(v) for v in value], "maxlen": value.maxlen}
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            fields = {f: self(getattr(value, f)) for f in value._fields}
-            return {"__namedtuple__": _class_path(type(value)), "fields": fields}
-        if isinstance(value, list):
-            return {"__list__": [self(v) for v in value]}
-        if isinstance(value, tuple):
-            return {"__tuple__": [self(v) for v in value]}
-        if type(value).__module__.startswith("jaxem.") and hasattr(value, "__dict__"):
-            return {"__object__": _class_path(type(value)), "state": self(vars(value))}
-        raise TypeError(f"cannot save a value of type {type(value).__name__}")
-
-
-def _is_jax_array(value) -> bool:
-    jax = sys.modules.get("jax")
-    return jax is not None and isinstance(value, jax.Array)
-
-
-def _class_path(cls) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _jaxem_class(path: str):
-    """A class defined inside jaxem, by ``module:qualname``; nothing else."""
-    module, _, qualname = path.partition(":")
-    if not (module == "jaxem" or module.startswith("jaxem.")) or not qualname:
-        raise ValueError(f"refers to {path!r}, which is not a jaxem class")
-    # Only modules jaxem has already imported: loading a file never imports
-    # (and so never runs) anything.
-    obj = sys.modules.get(module)
-    try:
-        if obj is None:
-            raise AttributeError(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except AttributeError as err:
-        raise ValueError(f"refers to {path!r}, unknown to this jaxem") from err
-    if not isinstance(obj, type):
-        raise ValueError(f"refers to {path!r}, which is not a class")
-    return obj
-
-
-class _Decoder:
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        self.arrays = arrays
-
-    def __call__(self, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        if "__array__" in value:
-            return self.arrays[value["__array__"]]
-        if "__scalar__" in value:
-            return np.dtype(value["dtype"]).type(value["__scalar__"])
-        if "__dtype__" in value:
-            return np.dtype(value["__dtype__"])
-        if "__enum__" in value:
-            return _jaxem_class(value["__enum__"])(value["value"])
-        if "__dict__" in value:
-            return {k: self(v) for k, v in value["__dict__"].items()}
-        if "__deque__" in value:
-            return collections.deque(
-                [self(v) for v in value["__deque__"]], maxlen=value["maxlen"]
-            )
-        if "__list__" in value:
-            return [self(v) for v in value["__list__"]]
-        if "__tuple__" in value:
-            return tuple(self(v) for v in value["__tuple__"])
-        if "__namedtuple__" in value:
-            cls = _jaxem_class(value["__namedtuple__"])
-            return cls(**{k: self(v) for k, v in value["fields"].items()})
-        if "__object__" in value:
-            cls = _jaxem_class(value["__object__"])
-            obj = cls.__new__(cls)
-            obj.__dict__.update(self(value["state"]))
-            return obj
-        raise ValueError(f"unknown entry {sorted(value)}")
-
-
-# ------------------------------------------------------------------- models
-def _model_metadata(model) -> dict | None:
-    """Factory and options of a prebuilt model, parsed from its ``name``."""
-    if model is None:
-        return None
-    from . import models as _models
-
-    name = getattr(model, "name", None) or getattr(
-        getattr(model, "log_joint", None), "__name__", "model"
-    )
-    try:
-        call = ast.parse(name, mode="eval").body
-        if (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Name)
-            and call.func.id in _models.__all__
-        ):
-            args = [ast.literal_eval(a) for a in call.args]
-            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-            if getattr(_models, call.func.id)(*args, **kwargs) == model:
-                return {
-                    "name": name,
-                    "factory": call.func.id,
-                    "args": args,
-                    "kwargs": kwargs,
-                }
-    except (SyntaxError, ValueError, TypeError):
-        pass
-    return {"name": name, "factory": None}
-
-
-def _rebuild_model(meta: dict | None):
-    if not meta or not meta.get("factory"):
-        return None
-    from . import models as _models
-
-    factory = meta["factory"]
-    if factory not in _models.__all__:
-        raise ValueError(f"model factory {factory!r} is unknown to this jaxem")
-    try:
-        return getattr(_models, factory)(*meta["args"], **meta["kwargs"])
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"cannot rebuild {meta.get('name')!r}: {err}") from err
-
-
-def _estimator_classes() -> dict[str, type]:
-    import jaxem
-
-    return {
-        name: obj
-        for name in jaxem.__all__
-        if isinstance(obj := getattr(jaxem, name), type) and hasattr(obj, "get_params")
-    }
-
-
-def _is_estimator(obj) -> bool:
-    return type(obj) in _estimator_classes().values()
-
-
-def _fitted_state(est) -> dict:
-    """Every attribute that is not a constructor option and can be encoded.
-
-    Fitted attributes (``name_``) and anything else ``fit`` set (e.g. a
-    dimension inferred from the data) must be encodable; private attributes
-    that are not (caches, compiled functions) are rebuilt, so they are skipped.
-    """
-    options = set(est.get_params())
-    state = {}
-    for key, value in vars(est).items():
-        if key in options or key.startswith("__"):
-            continue
-        try:
-            _Encoder()(value)
-        except TypeError as err:
-            if key.startswith("_"):
-                continue
-            raise TypeError(f"fitted attribute {key}: {err}") from err
-        state[key] = value
-    return state
 
 
 # -------------------------------------------------------------------- save
@@ -292,69 +109,89 @@ def save(path: str | os.PathLike, obj: Any, *, model: Any = None) -> pathlib.Pat
     from . import __version__
     from ._fit import FitResult
 
-    enc = _Encoder()
+    enc = Encoder()
     meta: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "jaxem_version": __version__,
     }
-    if _is_estimator(obj):
-        is_fitted = getattr(obj, "_is_fitted", None)
-        if not (is_fitted() if is_fitted else any(k.endswith("_") for k in vars(obj))):
-            raise ValueError(f"obj: this {type(obj).__name__} is not fitted yet")
-        params = obj.get_params()
-        if not _encodable(params.get("random_state")):
-            params["random_state"] = None  # a generator object is not data
+    entry = REGISTRY.entry_of(type(obj))
+    if entry is not None and entry.kind == "estimator":
+        _check_fitted(obj)
         meta["kind"] = "estimator"
-        meta["class"] = type(obj).__name__
-        meta["params"] = enc(params)
+        meta["class"] = entry.name
+        meta["params"] = enc(_options(obj))
         meta["state"] = enc(_fitted_state(obj))
-        model_fn = getattr(obj, "_model", None)
-        meta["model"] = _safe_model_metadata(model_fn)
-    elif isinstance(obj, FitResult):
-        meta["kind"] = "fit_result"
-        meta["state"] = enc(obj)
-        meta["model"] = _model_metadata(model)
+        meta["model"] = _io_models.safe_model_metadata(getattr(obj, "_model", None))
     else:
-        meta["kind"] = "params"
+        meta["kind"] = "fit_result" if isinstance(obj, FitResult) else "params"
         meta["state"] = enc(obj)
-        meta["model"] = _model_metadata(model)
+        meta["model"] = _io_models.model_metadata(model)
     meta["arrays"] = {
-        key: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _digest(a)}
+        key: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": digest(a)}
         for key, a in enc.arrays.items()
     }
-    blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    try:  # never write a file that load would refuse
+        _decode(meta, enc.arrays)
+    except ValueError as err:
+        raise ValueError(f"obj: would not load back ({err})") from None
     path = pathlib.Path(path)
-    buffer = io.BytesIO()
-    np.savez(buffer, **{_META: blob}, **enc.arrays)
-    path.write_bytes(buffer.getvalue())
+    path.write_bytes(_write_archive(meta, enc.arrays))
     return path
+
+
+def _check_fitted(est) -> None:
+    is_fitted = getattr(est, "_is_fitted", None)
+    if not (is_fitted() if is_fitted else any(k.endswith("_") for k in vars(est))):
+        raise ValueError(f"obj: this {type(est).__name__} is not fitted yet")
+
+
+def _options(est) -> dict:
+    options = est.get_params(deep=False)
+    if not _encodable(options.get("random_state")):
+        options["random_state"] = None  # a generator object is not data
+    return options
+
+
+def _fitted_state(est) -> dict:
+    """Every attribute that is not a constructor option and can be encoded.
+
+    Fitted attributes (``name_``) and anything else ``fit`` set (e.g. a
+    dimension inferred from the data) must be encodable; private attributes
+    that are not (caches, compiled functions) are rebuilt, so they are skipped.
+    """
+    options = set(est.get_params(deep=False))
+    state = {}
+    for key, value in vars(est).items():
+        if key in options or key.startswith("__"):
+            continue
+        if not _encodable(value):
+            if key.startswith("_"):
+                continue
+            Encoder()(value)  # raises the TypeError that names the problem
+        state[key] = value
+    return state
 
 
 def _encodable(value) -> bool:
     try:
-        _Encoder()(value)
+        Encoder()(value)
     except TypeError:
         return False
     return True
 
 
-def _safe_model_metadata(model_fn):
-    if model_fn is None:
-        return None
-    try:
-        return _model_metadata(model_fn())
-    except Exception:  # an estimator whose options do not build a model
-        return None
-
-
-def _digest(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
-
-
 # -------------------------------------------------------------------- load
 def load(path: str | os.PathLike) -> Any:
-    """Load what :func:`save` wrote.
+    """Load what :func:`save` wrote; a file can never make this run code.
+
+    Only jaxem's own allow-listed types are ever constructed (the estimators,
+    ``FitResult``, ``Status``, ``OnlineState``, the prebuilt models), by name from
+    a fixed registry, after every field of the file has been checked against
+    its schema (type, dtype, shape, domain), every array against its recorded
+    shape, dtype and SHA-256, and the parameters against their model. Nothing
+    is imported, pickled or looked up by attribute from a name in the file.
+    See ``docs/file-format.md``.
 
     Args:
         path: a file written by :func:`save` (or an estimator's ``save``).
@@ -365,9 +202,11 @@ def load(path: str | os.PathLike) -> Any:
         ``result`` (the ``FitResult`` if one was saved) and ``metadata``.
 
     Raises:
-        ValueError: the file is missing, truncated or corrupted, is not a jaxem
-            file, has an unknown format version, or its arrays do not have the
-            recorded shapes, dtypes and checksums or do not fit the model.
+        ValueError: (one line, naming the file) the file is missing, truncated,
+            corrupted or tampered with, is not a jaxem file, has an unknown
+            format version, names a type outside the allow-list, or holds
+            fields, arrays or parameters that do not fit their schema or model.
+            No other exception escapes for any file content.
 
     Examples:
         >>> import os, tempfile, numpy as np, jaxem
@@ -375,159 +214,112 @@ def load(path: str | os.PathLike) -> Any:
         >>> est = jaxem.BinomialMixture(2, n_trials=10, random_state=0).fit(X)
         >>> path = os.path.join(tempfile.mkdtemp(), "coins.npz")
         >>> _ = est.save(path)
-        >>> again = jaxem.BinomialMixture.load(path)
-        >>> bool(np.allclose(again.p_, est.p_))
-        True
+        >>> again = jaxem.load(path)
+        >>> type(again).__name__, bool(np.allclose(again.p_, est.p_))
+        ('BinomialMixture', True)
     """
-    path = pathlib.Path(path)
-    meta, arrays = _read(path)
-    try:
-        return _restore(meta, arrays)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    except (KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path}: corrupted metadata ({err!r})") from None
+    return _load(pathlib.Path(path))
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The JSON metadata of a saved file, after the integrity checks of ``load``."""
-    return _read(pathlib.Path(path))[0]
+    path = pathlib.Path(path)
+    return _guarded(path, lambda: _read(path)[0])
 
 
-def _read(path: pathlib.Path) -> tuple[dict, dict[str, np.ndarray]]:
+def _load(path: pathlib.Path, expect: type | None = None) -> Any:
+    def restore():
+        meta, arrays = _read(path)
+        if expect is not None:
+            _check_holds(meta, expect)
+        return _restore(meta, arrays)
+
+    return _guarded(path, restore)
+
+
+def _guarded(path: pathlib.Path, step):
+    """Run ``step``; any failure becomes one line ``ValueError`` naming ``path``."""
+    try:
+        return step()
+    except ValueError as err:
+        problem = str(err)
+    except Exception as err:  # noqa: BLE001 (a hostile file must end in ValueError)
+        problem = f"cannot be loaded ({type(err).__name__}: {err})"
+    problem = " ".join(problem.split())
+    problem = problem if len(problem) <= 300 else problem[:297] + "..."
+    raise ValueError(f"{path}: {problem}") from None
+
+
+def _read(path: pathlib.Path) -> tuple[dict, dict]:
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
-    if not raw.startswith(b"PK"):
-        raise ValueError(
-            f"{path}: not a jaxem model file (expected an .npz archive written by "
-            "jaxem.save)"
-        )
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            names = list(npz.files)
-            if _META not in names:
-                raise ValueError("not a jaxem model file (no metadata entry)")
-            meta = json.loads(bytes(npz[_META]).decode("utf-8"))
-            arrays = {k: npz[k] for k in names if k != _META}
-    except ValueError as err:
-        raise ValueError(f"{path}: {_npz_problem(err)}") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as err:
-        raise ValueError(
-            f"{path}: truncated or corrupted file ({type(err).__name__}: {err})"
-        ) from None
-    try:
-        _check(meta, arrays)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise ValueError(f"cannot read ({err.strerror or err})") from None
+    meta, arrays = _read_archive(raw)
+    _check_top(meta)
     return meta, arrays
 
 
-def _npz_problem(err: ValueError) -> str:
-    text = str(err)
-    if "pickle" in text.lower():
-        return "holds pickled objects, which jaxem never loads"
-    if text.startswith("not a jaxem"):
-        return text
-    return f"not a jaxem model file or corrupted ({text})"
-
-
-def _check(meta: Any, arrays: dict[str, np.ndarray]) -> None:
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError("not a jaxem model file")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"format version {version!r} is not supported by jaxem "
-            f"(this jaxem reads version {FORMAT_VERSION}); saved by jaxem "
-            f"{meta.get('jaxem_version', '?')}"
-        )
-    recorded = meta.get("arrays")
-    if not isinstance(recorded, dict) or set(recorded) != set(arrays):
-        raise ValueError("corrupted: the arrays do not match the metadata")
-    for key, info in recorded.items():
-        a = arrays[key]
-        if list(a.shape) != info["shape"] or a.dtype.str != info["dtype"]:
-            raise ValueError(
-                f"array {key}: shape {a.shape} dtype {a.dtype} does not match the "
-                f"recorded shape {tuple(info['shape'])} dtype {info['dtype']}"
-            )
-        if _digest(a) != info["sha256"]:
-            raise ValueError(f"array {key}: corrupted (checksum mismatch)")
-
-
-def _restore(meta: dict, arrays: dict[str, np.ndarray]) -> Any:
-    decode = _Decoder(arrays)
+def _check_top(meta: dict) -> None:
+    """Top-level keys of the metadata, before any of them is used."""
+    check_header(meta)
     kind = meta.get("kind")
-    if kind == "estimator":
-        return _restore_estimator(meta, decode)
-    if kind not in ("params", "fit_result"):
-        raise ValueError(f"unknown content {kind!r}")
-    state = decode(meta["state"])
-    model = _rebuild_model(meta.get("model"))
-    result = state if kind == "fit_result" else None
-    params = state.params if kind == "fit_result" else state
+    if kind not in _KINDS:
+        fail("kind", f"{str(kind)[:40]!r} is not one of {_KINDS}")
+    allowed = _TOP | ({"class", "params"} if kind == "estimator" else set())
+    if set(meta) - allowed or not (allowed - {"model"}) <= set(meta):
+        fail(
+            "metadata",
+            f"unexpected or missing entries {sorted(set(meta) ^ allowed)[:5]}",
+        )
+    if not isinstance(meta["jaxem_version"], str):
+        fail("jaxem_version", "not a string")
+    _io_models.check_model_metadata(meta.get("model"))
+
+
+def _check_holds(meta: dict, cls: type) -> None:
+    entry = REGISTRY.entry_of(cls)
+    if entry is None or entry.kind != "estimator":
+        fail("load", f"{cls.__name__} is not a jaxem estimator")
+    held = meta["class"] if meta["kind"] == "estimator" else meta["kind"]
+    if held != entry.name:
+        fail("file", f"holds a {str(held)[:40]}, not a {entry.name}")
+
+
+def _decode(meta: dict, arrays: dict) -> tuple:
+    """Decoded and validated, not built: (estimator entry or None, state, options)."""
+    ctx = Context(n_elements=sum(int(a.size) for a in arrays.values()))
+    decoder = Decoder(arrays, ctx)
+    state = decoder.decode(meta["state"], "state")
+    if meta["kind"] == "fit_result":
+        Registered(FIT_RESULT_NAME).check(state, "state", ctx)
+        return None, state, None
+    if meta["kind"] == "params":
+        Pytree().check(state, "state", ctx)
+        return None, state, None
+    entry = REGISTRY.lookup(meta["class"], "estimator")
+    options = decoder.decode(meta["params"], "params")
+    if not isinstance(options, dict) or not isinstance(state, dict):
+        fail("estimator", "options and state must be dicts")
+    entry.validate_options(options, "params", ctx)
+    entry.validate(state, "state", ctx)
+    return entry, state, options
+
+
+def _restore(meta: dict, arrays: dict) -> Any:
+    entry, state, options = _decode(meta, arrays)
+    if entry is not None:
+        est = entry.cls(**build(options))
+        est.__dict__.update(build(state))
+        _io_models.check_estimator(est)
+        return est
+    model = _io_models.rebuild_model(meta.get("model"))
+    obj = build(state)
+    result = obj if meta["kind"] == "fit_result" else None
+    params = obj.params if result is not None else obj
     if model is not None:
-        _check_params(model, params)
+        _io_models.check_params(model, params)
     return Saved(params=params, model=model, result=result, metadata=meta)
-
-
-def _check_params(model, params) -> None:
-    from . import constraints as _constraints
-
-    try:
-        _constraints.check_params(model.constraints, params, "params")
-    except ValueError as err:
-        raise ValueError(f"parameters do not fit {model.name}: {err}") from None
-
-
-def _restore_estimator(meta: dict, decode: _Decoder):
-    classes = _estimator_classes()
-    name = meta.get("class")
-    if name not in classes:
-        raise ValueError(f"estimator class {name!r} is unknown to this jaxem")
-    cls = classes[name]
-    est = cls(**decode(meta["params"]))
-    for key, value in decode(meta["state"]).items():
-        setattr(est, key, value)
-    _check_estimator(est)
-    return est
-
-
-def _check_estimator(est) -> None:
-    """Fitted arrays must fit the model the estimator's options build."""
-    to_params = getattr(est, "_attributes_to_params", None)
-    model_fn = getattr(est, "_model", None)
-    if to_params is None or model_fn is None:
-        return
-    dtype = getattr(est, "_fit_dtype", np.float64)
-    try:
-        model = model_fn()
-        params = to_params(dtype)
-        _check_params(model, params)
-        n_features = getattr(est, "n_features_in_", None)
-        to_data = getattr(est, "_to_data", None)
-        if (
-            n_features is not None
-            and to_data is not None
-            and hasattr(model.latent, "table")
-        ):
-            import jax
-
-            data = to_data(np.zeros((1, int(n_features)), dtype))
-            table = jax.eval_shape(
-                lambda p, x: model.latent.table(model, p, x), params, data
-            )
-            if table.shape != (1, model.num_values):
-                raise ValueError(f"log-density table has shape {table.shape}")
-    except ValueError as err:
-        name = type(est).__name__
-        raise ValueError(f"inconsistent {name} parameters: {err}") from None
-    except TypeError as err:  # shapes that do not broadcast inside the model
-        raise ValueError(
-            f"inconsistent {type(est).__name__} parameter shapes: {err}"
-        ) from None
 
 
 class SaveLoadMixin:
@@ -539,10 +331,9 @@ class SaveLoadMixin:
 
     @classmethod
     def load(cls, path: str | os.PathLike):
-        """Load an estimator saved by ``save``; it must be of this class."""
-        obj = load(path)
-        if not isinstance(obj, cls):
-            raise ValueError(
-                f"{path}: holds a {type(obj).__name__}, not a {cls.__name__}"
-            )
-        return obj
+        """Load an estimator saved by ``save``; the file must hold this class.
+
+        The class is checked from the metadata before anything is built; see
+        :func:`jaxem.load` for everything else that is checked.
+        """
+        return _load(pathlib.Path(path), expect=cls)

@@ -10,6 +10,15 @@ over their unconstrained form with an optax optimiser (L-BFGS by default),
 warm-started at the current values, with the closed-form leaves held at their
 new values (an ECM step, so EM stays monotone). The optimised values are kept
 only if Q did not decrease.
+
+Near convergence an EM step improves Q by about |grad Q|^2 / curvature, far
+below the round-off of Q itself (at |grad Q| = 1e-8, about 1e-16 relative). So
+the inner solve stops when its gradient has shrunk by ``GRADIENT_RTOL``
+relative to the gradient at the start (not below an absolute threshold, which
+would stop it before its first step once EM is close), and a step whose change
+of Q is within round-off is kept when it goes uphill to first order (the
+gradient at the start points along it). EM then keeps converging to round-off,
+as a closed form does.
 """
 
 from __future__ import annotations
@@ -21,9 +30,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from . import _validation
 from . import constraints as _constraints
 
 DEFAULT_M_STEP_ITERS = 50
+GRADIENT_RTOL = 1e-6
+"""The inner solve stops once its gradient is this fraction of the first one
+(or below 1e-10 in float64, 1e-6 in float32, whichever is smaller)."""
+ROUNDOFF_ULPS = 16
+"""Changes of Q within this many ulps of max(1, |Q / N|) are round-off."""
 
 
 def default_optimizer() -> optax.GradientTransformationExtraArgs:
@@ -68,6 +83,56 @@ def m_step(
         ...      >= jaxem.log_likelihood(model, params, heads))
         True
     """
+    frozen = _check_m_step_args(
+        model, params, data, posterior, weights, lengths, frozen, optimizer, num_iters
+    )
+    return _m_step(
+        model,
+        params,
+        data,
+        posterior,
+        weights,
+        lengths,
+        frozen=frozen,
+        optimizer=optimizer,
+        num_iters=num_iters,
+    )
+
+
+def _check_m_step_args(
+    model, params, data, posterior, weights, lengths, frozen, optimizer, num_iters
+):
+    """``ValueError`` for bad arguments of :func:`m_step` (values only if concrete)."""
+    from . import _model_checks
+    from ._model import LatentModel
+
+    if not isinstance(model, LatentModel):
+        raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r:.60}")
+    frozen = _validation.check_frozen(frozen, params, "params")
+    _validation.check_optimizer("optimizer", optimizer)
+    if num_iters is not None:
+        _validation.check_int("num_iters", num_iters)
+    if _validation.is_concrete(params, data, posterior, weights, lengths):
+        _validation.check_params_finite("params", params)
+        model.latent.validate(model, data, weights, lengths)
+        _model_checks.check_model(model, params, data, weights, lengths, frozen)
+        _model_checks.check_posterior(model, params, data, posterior, lengths)
+    return frozen
+
+
+def _m_step(
+    model,
+    params: Any,
+    data: Any,
+    posterior: Any,
+    weights: Any = None,
+    lengths: Any = None,
+    *,
+    frozen: tuple[str, ...] = (),
+    optimizer: optax.GradientTransformation | None = None,
+    num_iters: int | None = None,
+) -> Any:
+    """:func:`m_step` without argument checks (traceable)."""
     new = params
     fixed = set(frozen)
     if model.m_step is not None:
@@ -137,24 +202,51 @@ def _gradient_m_step(
         return -q / scale
 
     u0 = _constraints.to_unconstrained(free_cons, free_params)
-    u_star = minimise(objective, u0, optimizer, num_iters)
-    before, after = objective(u0), objective(u_star)
-    accept = jnp.isfinite(after) & (after <= before)
+    before, grad0 = jax.value_and_grad(objective)(u0)
+    u_star = minimise(objective, u0, optimizer, num_iters, start=(before, grad0))
+    after = objective(u_star)
+    accept = jnp.isfinite(after) & _improves(before, after, grad0, u0, u_star)
     u_new = jax.tree.map(lambda a, b: jnp.where(accept, a, b), u_star, u0)
     return assemble(u_new)
 
 
-def minimise(objective, u0, optimizer=None, num_iters=None):
+def _improves(before, after, grad, u0, u1):
+    """Whether the step u0 -> u1 does not worsen a minimised ``objective``.
+
+    True when the value did not increase, or when its increase is within
+    round-off and the step is a descent direction (``grad . (u1 - u0) < 0``):
+    then the true change is a decrease too small to be resolved.
+    """
+    eps = jnp.finfo(jnp.result_type(before)).eps
+    noise = ROUNDOFF_ULPS * eps * jnp.maximum(1.0, jnp.abs(before))
+    slope = sum(
+        jnp.vdot(g, b - a)
+        for g, a, b in zip(
+            jax.tree.leaves(grad), jax.tree.leaves(u0), jax.tree.leaves(u1), strict=True
+        )
+    )
+    return (after <= before) | ((after <= before + noise) & (slope < 0))
+
+
+def minimise(objective, u0, optimizer=None, num_iters=None, start=None):
     """Minimise a smooth scalar ``objective`` from ``u0`` with optax.
 
     Runs at most ``num_iters`` optimiser steps in a ``lax.while_loop``, stopping
-    early once the gradient norm is below a dtype-dependent tolerance.
+    early once the gradient norm is below ``GRADIENT_RTOL`` times its value at
+    ``u0`` (capped at 1e-10 in float64, 1e-6 in float32), plus a floor at the
+    round-off of the objective's scale. ``start``: ``(value, gradient)`` at
+    ``u0`` if already computed.
     """
     opt = optimizer if optimizer is not None else default_optimizer()
     opt = optax.with_extra_args_support(opt)
     num_iters = DEFAULT_M_STEP_ITERS if num_iters is None else num_iters
     dtype = jnp.result_type(*jax.tree.leaves(u0))
-    gtol = 1e-10 if dtype == jnp.float64 else 1e-6
+    value0, grad0 = jax.value_and_grad(objective)(u0) if start is None else start
+    eps = jnp.finfo(dtype).eps
+    cap = 1e-10 if dtype == jnp.float64 else 1e-6
+    gtol = jnp.minimum(GRADIENT_RTOL * optax.tree.norm(grad0), cap) + eps * (
+        1 + jnp.abs(value0)
+    )
     value_and_grad = optax.value_and_grad_from_state(objective)
     state0 = opt.init(u0)
     uses_state = optax.tree_utils.tree_get(state0, "value") is not None

@@ -214,7 +214,12 @@ def num_free_parameters(constraints: Any, params: Any) -> int:
 
 
 def check_params(constraints: Any, params: Any, name: str = "params0") -> None:
-    """Raise ``ValueError`` naming the first leaf of ``params`` off its support."""
+    """Raise ``ValueError`` naming the first leaf of ``params`` off its support.
+
+    A key the constraints name but ``params`` lacks is reported as missing from
+    ``params`` (naming both), not as a fault of the constraints.
+    """
+    _check_keys(constraints, params, name)
     tree = full_tree(constraints, params)
     paths = jax.tree_util.tree_flatten_with_path(params)[0]
     cons = jax.tree.leaves(tree, is_leaf=_is_constraint)
@@ -223,3 +228,17 @@ def check_params(constraints: Any, params: Any, name: str = "params0") -> None:
         if problem is not None:
             where = name + jax.tree_util.keystr(path)
             raise ValueError(f"{where}: {problem} (constraint {con.name})")
+
+
+def _check_keys(constraints: Any, params: Any, name: str) -> None:
+    if not (isinstance(constraints, dict) and isinstance(params, dict)):
+        return
+    missing = [k for k in constraints if k not in params]
+    if missing:
+        raise ValueError(
+            f"{name}: missing key(s) {missing} that the model's constraints name "
+            f"({name} has {sorted(params, key=str)}); add them, or fix the "
+            f"constraints' keys"
+        )
+    for key, sub in constraints.items():
+        _check_keys(sub, params[key], f"{name}[{key!r}]")

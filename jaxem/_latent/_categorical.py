@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import _validation
 from ._base import EStep
@@ -84,8 +85,12 @@ class Categorical:
             return jnp.sum(weights)
         return jnp.asarray(jax.tree.leaves(data)[0].shape[0])
 
-    def validate(self, model, data, weights=None, lengths=None) -> None:
-        """Host-side checks of ``fit``'s inputs; raises ``ValueError``."""
+    def validate(self, model, data, weights=None, lengths=None, *, fitting=True):
+        """Host-side checks of ``fit``'s inputs; raises ``ValueError``.
+
+        ``fitting=False`` (inference on given parameters) allows fewer
+        observations than latent values.
+        """
         if lengths is not None:
             raise ValueError(
                 "lengths: only meaningful for MarkovChain models, got lengths for a "
@@ -93,9 +98,13 @@ class Categorical:
             )
         (n,) = _validation.check_data_leaves("data", data, 1)
         _validation.check_event_shape("data", data, 1, model.event_shape)
-        if n < self.num_values:
-            raise ValueError(
-                f"data: {n} observation(s) is fewer than the {self.num_values} "
-                f"latent values (components)"
-            )
         _validation.check_weights("weights", weights, n)
+        # Weights count repeated rows: grouped data (4 phenotypes, 6 genotypes)
+        # are enough when the weight total is.
+        total = n if weights is None else float(np.sum(weights))
+        if fitting and total < self.num_values:
+            counted = "" if weights is None else f" (weight total {total:g})"
+            raise ValueError(
+                f"data: {n} observation(s){counted} is fewer than the "
+                f"{self.num_values} latent values (components)"
+            )

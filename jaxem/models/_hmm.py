@@ -79,7 +79,7 @@ def _dirichlet_update(counts, prior, previous):
     """hmmlearn's MAP update: max(prior - 1 + counts, 0), normalised; zeros of
     ``previous`` stay zero (forbidden transitions); empty rows keep
     ``previous`` (hmmlearn would leave a zero row)."""
-    prior = jnp.asarray(prior, counts.dtype)
+    prior = jnp.broadcast_to(jnp.asarray(prior, counts.dtype), counts.shape)
     new = jnp.maximum(prior - 1 + counts, 0.0)
     new = jnp.where(previous == 0, 0.0, new)
     total = jnp.sum(new, axis=-1, keepdims=True)
@@ -216,6 +216,7 @@ _GAUSSIAN_DEFAULTS = {
     "covars_prior": 0.0,
     "covars_weight": 1.0,
     "parallel": False,
+    "singular_floor": 0.0,
 }
 
 
@@ -231,6 +232,7 @@ def gaussian_hmm(
     covars_prior=0.0,
     covars_weight=1.0,
     parallel: bool = False,
+    singular_floor: float = 0.0,
 ) -> LatentModel:
     """An HMM with Gaussian emissions.
 
@@ -238,9 +240,17 @@ def gaussian_hmm(
     ``covars``: (K, d) variances for ``"diag"``, (K,) for ``"spherical"``,
     (K, d, d) for ``"full"``, (d, d) for ``"tied"``. Data: (B, T, d). The
     M-step is hmmlearn's closed form; the priors (hmmlearn's arguments of the
-    same names; scalars, or arrays for the Dirichlet priors) default to
-    maximum likelihood. ``model.init(key, data, lengths=None, min_covar=1e-3)``
-    draws hmmlearn-style starting values (k-means means, data covariance);
+    same names) default to maximum likelihood. Each prior is a number or an
+    array that broadcasts against hmmlearn's statistics: ``startprob_prior``
+    (K,), ``transmat_prior`` (K, K), ``means_prior`` and ``means_weight``
+    (K, d), ``covars_prior`` and ``covars_weight`` (K, d) for diag and
+    spherical (before the spherical average), (K, d, d) and (K, 1, 1) for
+    full, (d, d) and a number for tied. ``singular_floor`` > 0 is added to
+    the diagonal of a state's new covariance when it is singular in working
+    precision (a constant feature, too few points), instead of letting the
+    next E-step turn NaN; 0 (the default) leaves the M-step exact.
+    ``model.init(key, data, lengths=None, min_covar=1e-3)`` draws
+    hmmlearn-style starting values (k-means means, data covariance);
     ``model.sample(key, params, n)`` draws one sequence of n steps. The same
     arguments return the same (cached) model, so fits do not retrace.
 
@@ -257,15 +267,19 @@ def gaussian_hmm(
             f"covariance_type: expected one of {COVARIANCE_TYPES}, got "
             f"{covariance_type!r}"
         )
+    k, d = int(n_states), int(n_features)
+    cov_shape = {"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d))
+    weight_shape = {"full": (k, 1, 1), "tied": ()}.get(covariance_type, (k, d))
     options = {
         "covariance_type": covariance_type,
-        "startprob_prior": _hashable(startprob_prior),
-        "transmat_prior": _hashable(transmat_prior),
-        "means_prior": _scalar("means_prior", means_prior),
-        "means_weight": _scalar("means_weight", means_weight),
-        "covars_prior": _scalar("covars_prior", covars_prior),
-        "covars_weight": _scalar("covars_weight", covars_weight),
+        "startprob_prior": _prior("startprob_prior", startprob_prior, (k,)),
+        "transmat_prior": _prior("transmat_prior", transmat_prior, (k, k)),
+        "means_prior": _prior("means_prior", means_prior, (k, d)),
+        "means_weight": _prior("means_weight", means_weight, (k, d), 0.0),
+        "covars_prior": _prior("covars_prior", covars_prior, cov_shape),
+        "covars_weight": _prior("covars_weight", covars_weight, weight_shape, 0.0),
         "parallel": bool(parallel),
+        "singular_floor": _prior("singular_floor", singular_floor, (), 0.0),
     }
     return _gaussian_hmm(int(n_states), int(n_features), *options.values())
 
@@ -279,11 +293,40 @@ def _check_size(name, value):
         raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
 
-def _scalar(name, value):
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim != 0 or not np.isfinite(arr):
-        raise ValueError(f"{name}: expected a finite scalar, got {value!r}")
-    return float(arr)
+def _prior(name, value, shape, minimum=None):
+    """A finite prior broadcastable to ``shape``, as a hashable literal."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name}: expected a number or an array, got {value!r}"
+        ) from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: must be finite, got {value!r}")
+    if minimum is not None and np.any(arr < minimum):
+        raise ValueError(f"{name}: must be >= {minimum}, got {value!r}")
+    if np.broadcast_shapes(arr.shape, shape) != tuple(shape):
+        raise ValueError(
+            f"{name}: expected a number or an array broadcastable to {tuple(shape)}, "
+            f"got shape {arr.shape}"
+        )
+    return _hashable(arr)
+
+
+def _floor_singular(cov, second_moment, floor):
+    """``cov + floor * I`` where ``cov`` is singular in working precision.
+
+    Singular: a Cholesky pivot (a conditional variance) is not finite or at
+    most ``d * eps`` times its feature's second moment, i.e. lost in the
+    rounding of the statistics. ``cov`` (..., d, d), ``second_moment``
+    (..., d).
+    """
+    d = cov.shape[-1]
+    eps = jnp.finfo(cov.dtype).eps
+    pivots = jnp.diagonal(jnp.linalg.cholesky(cov), axis1=-2, axis2=-1) ** 2
+    ok = jnp.all(jnp.isfinite(pivots) & (pivots > d * eps * second_moment), axis=-1)
+    eye = jnp.broadcast_to(jnp.eye(d, dtype=cov.dtype), cov.shape)
+    return jnp.where(ok[..., None, None], cov, cov + floor * eye)
 
 
 def _gaussian_log_table(means, covars, covariance_type, x):
@@ -320,6 +363,7 @@ def _kmeans(key, x, w, k, iters=20):
         d2 = jnp.sum((x[:, None, :] - centers[None, :, :]) ** 2, axis=-1)
         d2 = jnp.where(jnp.arange(k)[None, :] < i, d2, jnp.inf).min(axis=1)
         p = jnp.where(i == 0, w, w * d2)
+        p = jnp.where(jnp.sum(p) > 0, p, w)  # fewer distinct points than k
         idx = jax.random.choice(sub, n, p=p / jnp.sum(p))
         return centers.at[i].set(x[idx]), key
 
@@ -352,8 +396,11 @@ def _gaussian_hmm(
     covars_prior,
     covars_weight,
     parallel,
+    singular_floor,
 ):
     k, d = n_states, n_features
+    cov_shape = {"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d))
+    weight_shape = {"full": (k, 1, 1), "tied": ()}.get(covariance_type, (k, d))
 
     def emission(params, x, z):
         table = _gaussian_log_table(
@@ -381,23 +428,38 @@ def _gaussian_hmm(
 
     def update(s, params, frozen=()):
         post = s["post"]
+        dtype = s["obs"].dtype
+        m_prior, m_weight, c_prior, c_weight = (
+            jnp.broadcast_to(jnp.asarray(v, dtype), shape)
+            for v, shape in (
+                (means_prior, (k, d)),
+                (means_weight, (k, d)),
+                (covars_prior, cov_shape),
+                (covars_weight, weight_shape),
+            )
+        )
         alive = post > 0
         denom = post[:, None]
-        means = (means_weight * means_prior + s["obs"]) / (means_weight + denom)
+        means = (m_weight * m_prior + s["obs"]) / (m_weight + denom)
         means = jnp.where(alive[:, None], means, params["means"])
         # hmmlearn: covariances are centred on the means being fitted, or on
         # the current ones when the means are held fixed.
         centre = params["means"] if "means" in frozen else means
-        diff = centre - means_prior
+        diff = centre - m_prior
+        safe_post = jnp.where(alive, post, 1.0)
         if covariance_type in ("diag", "spherical"):
             c_n = (
-                means_weight * diff**2
+                m_weight * diff**2
                 + s["obs2"]
                 - 2 * centre * s["obs"]
                 + centre**2 * denom
             )
-            c_d = max(covars_weight - 1, 0) + denom
-            cov = (covars_prior + c_n) / jnp.maximum(c_d, 1e-5)
+            c_d = jnp.maximum(c_weight - 1, 0) + denom
+            cov = (c_prior + c_n) / jnp.maximum(c_d, 1e-5)
+            if singular_floor > 0:
+                moment = s["obs2"] / safe_post[:, None]
+                eps = jnp.finfo(dtype).eps
+                cov = jnp.where(cov > eps * moment, cov, cov + singular_floor)
             if covariance_type == "spherical":
                 cov = jnp.mean(cov, axis=1)
                 covars = jnp.where(alive, cov, params["covars"])
@@ -407,19 +469,26 @@ def _gaussian_hmm(
             obsmean = s["obs"][:, :, None] * centre[:, None, :]
             outer = centre[:, :, None] * centre[:, None, :]
             c_n = (
-                means_weight * diff[:, :, None] * diff[:, None, :]
+                m_weight[:, :, None] * diff[:, :, None] * diff[:, None, :]
                 + s["obsobs"]
                 - obsmean
                 - jnp.swapaxes(obsmean, -1, -2)
                 + outer * post[:, None, None]
             )
-            cvweight = max(covars_weight - d, 0)
+            cvweight = jnp.maximum(c_weight - d, 0)
+            moment = jnp.diagonal(s["obsobs"], axis1=-2, axis2=-1)
             if covariance_type == "tied":
-                cov = (covars_prior + c_n.sum(0)) / (cvweight + post.sum())
+                cov = (c_prior + c_n.sum(0)) / (cvweight + post.sum())
                 covars = 0.5 * (cov + cov.T)
+                if singular_floor > 0:
+                    moment = moment.sum(0) / jnp.maximum(post.sum(), 1e-300)
+                    covars = _floor_singular(covars, moment, singular_floor)
             else:
-                cov = (covars_prior + c_n) / (cvweight + post[:, None, None])
+                cov = (c_prior + c_n) / (cvweight + post[:, None, None])
                 cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+                if singular_floor > 0:
+                    moment = moment / safe_post[:, None]
+                    cov = _floor_singular(cov, moment, singular_floor)
                 covars = jnp.where(alive[:, None, None], cov, params["covars"])
         new = chain_update(s["chain"], params, startprob_prior, transmat_prior)
         return {**new, "means": means, "covars": covars}
@@ -438,7 +507,9 @@ def _gaussian_hmm(
         means = _kmeans(km, x, w, k)
         mean = (w @ x) / w.sum()
         centred = (x - mean[None, :]) * jnp.sqrt(w)[:, None]
-        cv = centred.T @ centred / (w.sum() - 1) + min_covar * jnp.eye(d, dtype=dtype)
+        # np.cov's n - 1, but one observation gives min_covar alone, not NaN
+        dof = jnp.maximum(w.sum() - 1, 1)
+        cv = centred.T @ centred / dof + min_covar * jnp.eye(d, dtype=dtype)
         covars = {
             "spherical": jnp.full((k,), jnp.mean(jnp.diag(cv)), dtype),
             "diag": jnp.tile(jnp.diag(cv)[None, :], (k, 1)),
@@ -475,6 +546,7 @@ def _gaussian_hmm(
                 covars_prior,
                 covars_weight,
                 parallel,
+                singular_floor,
             ),
             strict=True,
         )
@@ -524,10 +596,11 @@ def categorical_hmm(
     """
     _check_size("n_states", n_states)
     _check_size("n_symbols", n_symbols)
+    k, m = int(n_states), int(n_symbols)
     options = {
-        "startprob_prior": _hashable(startprob_prior),
-        "transmat_prior": _hashable(transmat_prior),
-        "emissionprob_prior": _hashable(emissionprob_prior),
+        "startprob_prior": _prior("startprob_prior", startprob_prior, (k,)),
+        "transmat_prior": _prior("transmat_prior", transmat_prior, (k, k)),
+        "emissionprob_prior": _prior("emissionprob_prior", emissionprob_prior, (k, m)),
         "parallel": bool(parallel),
     }
     return _categorical_hmm(int(n_states), int(n_symbols), *options.values())
@@ -560,7 +633,9 @@ def _categorical_hmm(
 
     def update(s, params):
         new = chain_update(s["chain"], params, startprob_prior, transmat_prior)
-        prior = jnp.asarray(emissionprob_prior, s["obs"].dtype)
+        prior = jnp.broadcast_to(
+            jnp.asarray(emissionprob_prior, s["obs"].dtype), s["obs"].shape
+        )
         e = jnp.maximum(prior - 1 + s["obs"], 0.0)
         total = e.sum(-1, keepdims=True)
         alive = total > 0
@@ -634,11 +709,12 @@ def poisson_hmm(
     """
     _check_size("n_states", n_states)
     _check_size("n_features", n_features)
+    k, d = int(n_states), int(n_features)
     options = {
-        "startprob_prior": _hashable(startprob_prior),
-        "transmat_prior": _hashable(transmat_prior),
-        "lambdas_prior": _scalar("lambdas_prior", lambdas_prior),
-        "lambdas_weight": _scalar("lambdas_weight", lambdas_weight),
+        "startprob_prior": _prior("startprob_prior", startprob_prior, (k,)),
+        "transmat_prior": _prior("transmat_prior", transmat_prior, (k, k)),
+        "lambdas_prior": _prior("lambdas_prior", lambdas_prior, (k, d), 0.0),
+        "lambdas_weight": _prior("lambdas_weight", lambdas_weight, (k, d), 0.0),
         "parallel": bool(parallel),
     }
     return _poisson_hmm(int(n_states), int(n_features), *options.values())
@@ -665,7 +741,14 @@ def _poisson_hmm(
         const = jnp.sum(jax.scipy.special.gammaln(data + 1), axis=-1)
         lead = tuple(range(data.ndim - 1))
         rate = jnp.expand_dims(jnp.sum(lam, axis=-1), lead)
-        return data @ jnp.log(lam).T - rate - const[..., None]
+        # x log(lambda) with 0 log 0 = 0: a rate of exactly 0 gives count 0
+        # probability 1 and any other count probability 0 (-inf), not NaN.
+        zero = lam == 0
+        log_lam = jnp.log(jnp.where(zero, 1.0, lam))
+        impossible = (data > 0).astype(lam.dtype) @ zero.astype(lam.dtype).T > 0
+        return (
+            jnp.where(impossible, -jnp.inf, data @ log_lam.T) - rate - const[..., None]
+        )
 
     def stats(data, posterior, weights):
         x = _masked(jnp.asarray(data, posterior.marginals.dtype), _valid(posterior))
@@ -682,7 +765,13 @@ def _poisson_hmm(
         alive = post > 0
         n = post.sum()
         y_bar = s["obs"] / jnp.where(alive, post, 1.0)[:, None]
-        lam = (lambdas_prior + n * y_bar) / (lambdas_weight + n)
+        l_prior = jnp.broadcast_to(jnp.asarray(lambdas_prior, y_bar.dtype), (k, d))
+        l_weight = jnp.broadcast_to(jnp.asarray(lambdas_weight, y_bar.dtype), (k, d))
+        lam = (l_prior + n * y_bar) / (l_weight + n)
+        # A rate of exactly 0 (a state that only saw zero counts) is the
+        # maximum, but it leaves the positive support: keep the smallest
+        # positive normal number instead (its log-likelihood differs by ~1e-308).
+        lam = jnp.maximum(lam, jnp.finfo(lam.dtype).tiny)
         lam = jnp.where(alive[:, None], lam, params["lambdas"])
         return {**new, "lambdas": lam}
 
@@ -694,7 +783,14 @@ def _poisson_hmm(
         mean = jnp.sum(w[:, None] * x) / n
         var = jnp.sum(w[:, None] * (x - mean) ** 2) / n
         kc, kl = jax.random.split(key)
-        lam = jax.random.gamma(kl, mean**2 / var, (k, d), dtype) * (var / mean)
+        # hmmlearn's gamma with the data's mean and variance; constant counts
+        # (variance 0, e.g. all zeros) get an exponential around max(mean, 1).
+        spread = var > 0
+        shape = jnp.where(spread, mean**2 / jnp.where(spread, var, 1.0), 1.0)
+        scale = jnp.where(spread, var / jnp.where(mean > 0, mean, 1.0), 1.0)
+        scale = jnp.where(spread, scale, jnp.maximum(mean, 1.0))
+        lam = jax.random.gamma(kl, shape, (k, d), dtype) * scale
+        lam = jnp.maximum(lam, jnp.finfo(dtype).tiny)
         return {**_chain_init(kc, k, dtype), "lambdas": lam}
 
     def emit(key, params, z):

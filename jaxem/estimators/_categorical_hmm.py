@@ -1,0 +1,199 @@
+"""``CategoricalHMM``: hmmlearn's categorical HMM as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import validate_data
+
+from .. import constraints
+from .. import models as _models
+from ._hmm_base import PRIOR, BaseHMM, chain_fit_scalars
+from ._hmm_sequences import check_prior
+
+MAX_CELLS = 2**27
+"""Upper bound on ``n_components * n_features``: ``emissionprob_``'s entries
+(1 GiB in float64), refused beyond rather than allocated."""
+
+
+class CategoricalHMM(BaseHMM):
+    """Hidden Markov model with categorical emissions (``hmmlearn`` ``CategoricalHMM``).
+
+    X is (n_samples, 1) non-negative integer symbols in {0, ..., n_features - 1}
+    (also accepted: a 1-D array of symbols, and floats with whole values).
+
+    Args:
+        n_components: number of states K.
+        startprob_prior: Dirichlet concentrations, a number or (K,).
+        transmat_prior: Dirichlet concentrations, a number or (K, K).
+        emissionprob_prior: Dirichlet concentrations, a number or (K, M).
+        n_features: number of symbols M (None: X.max() + 1 at the first fit,
+            then kept, as hmmlearn).
+        algorithm, random_state, n_iter, tol, verbose, implementation, n_init:
+            as for :class:`GaussianHMM`.
+        params, init_params: letters ``s``, ``t``, ``e`` (emissionprob).
+
+    Attributes:
+        startprob_: (K,) initial state probabilities.
+        transmat_: (K, K) transition probabilities.
+        emissionprob_: (K, M) emission probabilities.
+        monitor_, fit_status_, unvisited_states_, n_features_in_: as for
+            :class:`GaussianHMM`.
+
+    Examples:
+        >>> import numpy as np, jaxem
+        >>> X = np.array([[0], [0], [1], [1], [1], [0]])
+        >>> jaxem.CategoricalHMM(2, n_iter=5, random_state=0).fit(X).n_features
+        2
+    """
+
+    _name = "CategoricalHMM"
+    _letters = {"s": "startprob", "t": "transmat", "e": "emissionprob"}
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "emissionprob_prior": PRIOR,
+        "n_features": [Interval(Integral, 1, MAX_CELLS, closed="both"), None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        *,
+        emissionprob_prior=1.0,
+        n_features=None,
+        algorithm="viterbi",
+        random_state=None,
+        n_iter=10,
+        tol=1e-2,
+        verbose=False,
+        params="ste",
+        init_params="ste",
+        implementation="log",
+        n_init=1,
+    ):
+        self.n_components = n_components
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.emissionprob_prior = emissionprob_prior
+        self.n_features = n_features
+        self.algorithm = algorithm
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+        self.implementation = implementation
+        self.n_init = n_init
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
+        return tags
+
+    def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
+        k, m = self.n_components, self.n_features
+        return {**chain_fit_scalars(k), "e": k * (m - 1)}
+
+    def _check_options(self):
+        super()._check_options()
+        if self.n_features is not None:
+            _check_cells(self.n_components, self.n_features)
+
+    def _model(self, X=None):
+        m = int(self.n_features)
+        return _models.categorical_hmm(
+            self.n_components,
+            m,
+            startprob_prior=self.startprob_prior,
+            transmat_prior=self.transmat_prior,
+            parallel=self.implementation == "parallel",
+            emissionprob_prior=check_prior(
+                "emissionprob_prior", self.emissionprob_prior, (self.n_components, m)
+            ),
+        )
+
+    def _check_and_set_n_features(self, X):
+        """hmmlearn's check: X holds non-negative integer symbols; sets
+        ``n_features`` (X.max() + 1) when it is None."""
+        X = np.asarray(X)
+        if X.dtype.kind not in "iu":
+            raise ValueError("X: symbols should be integers")
+        return self._symbols(X, reset=True)
+
+    def _validate_X(self, X, reset):
+        X = validate_data(
+            self, X, reset=reset, dtype=None, ensure_2d=False, ensure_min_samples=1
+        )
+        X = np.asarray(X)
+        if X.ndim == 1:
+            X = X.reshape(-1, 1)
+        if X.ndim != 2 or X.shape[1] != 1:
+            raise ValueError(
+                f"X: expected shape (n_samples, 1) of integer symbols, got {X.shape}"
+            )
+        if X.dtype.kind == "f":
+            if not np.all(X == np.round(X)):
+                raise ValueError(
+                    "X: symbols should be integers, got values with a fraction"
+                )
+        elif X.dtype.kind not in "iub":
+            raise ValueError(f"X: symbols should be integers, got dtype {X.dtype}")
+        return self._symbols(X, reset)
+
+    def _symbols(self, X, reset):
+        if X.shape[0] and X.min() < 0:
+            raise ValueError("X: symbols should be non-negative")
+        if self.n_features is None:
+            if hasattr(self, "emissionprob_") and not (
+                reset and "e" in self.init_params
+            ):
+                self.n_features = np.shape(self.emissionprob_)[1]
+            else:
+                self.n_features = _check_cells(self.n_components, int(X.max()) + 1, "X")
+        if X.max() >= self.n_features:
+            raise ValueError(
+                f"X: largest symbol is {X.max()} but the model only emits symbols "
+                f"up to {self.n_features - 1} (n_features={self.n_features})"
+            )
+        return X.astype(np.int64)
+
+    def _param_dtype(self, X):
+        return np.dtype(np.float64)
+
+    def _to_data(self, padded):
+        return padded[..., 0]
+
+    def _from_data(self, x):
+        return x.reshape(-1, 1)
+
+    def _emission_params(self, dtype, only=None):
+        return {"emissionprob": np.asarray(self.emissionprob_, dtype)}
+
+    def _emission_to_attributes(self, params):
+        self.emissionprob_ = np.array(params["emissionprob"])
+
+    def _check_emission_attributes(self):
+        e = np.atleast_2d(np.asarray(self.emissionprob_))
+        if self.n_features is None:
+            self.n_features = e.shape[1]
+        shape = (self.n_components, self.n_features)
+        if e.shape != shape:
+            raise ValueError(f"emissionprob_: expected shape {shape}, got {e.shape}")
+        problem = constraints.simplex.check(e)
+        if problem:
+            raise ValueError(f"emissionprob_: {problem}")
+
+
+def _check_cells(k: int, m: int, name: str = "n_features") -> int:
+    if k * m > MAX_CELLS:
+        raise ValueError(
+            f"{name}: {m} symbols with {k} states make an emission table of "
+            f"{k * m} entries, more than the {MAX_CELLS} jaxem allows"
+        )
+    return m

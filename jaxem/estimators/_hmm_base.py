@@ -1,0 +1,483 @@
+"""The shared base of jaxem's hmmlearn-style HMM estimators.
+
+``BaseHMM`` is a scikit-learn estimator (``BaseEstimator``, declared
+``_parameter_constraints``, scikit-learn's validation, exceptions and tags)
+with hmmlearn 0.3.3's arguments, attributes and methods. X is the
+concatenation of the sequences and ``lengths`` their lengths; inside, the
+sequences are padded into a (B, T, ...) batch and all ``n_init`` restarts run
+as ONE vmapped, jitted ``jaxem.fit``; ``params`` letters that are left out
+become ``fit``'s ``frozen`` keys. Every compiled call runs in the precision of
+the data (``_base.precision_for``), so float64 in gives float64 out whatever
+JAX's global setting, which is never changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from numbers import Integral, Real
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from .. import _buckets, constraints
+from .. import _fit as _fitmod
+from .._io import SaveLoadMixin
+from .._latent import _markov_chain
+from . import _base
+from ._hmm_sequences import (
+    ConvergenceMonitor,
+    check_prior,
+    lengths_or_y,
+    log_degenerate,
+    to_padded,
+    valid_steps,
+)
+
+_log = logging.getLogger(__name__)
+
+DECODER_ALGORITHMS = frozenset(("viterbi", "map"))
+
+MAX_STATES = 10_000
+"""Upper bound on ``n_components``: ``transmat_`` has K * K entries."""
+
+PRIOR = ["array-like", Interval(Real, None, None, closed="neither")]
+"""Constraint for a prior: a number or an array (values checked in ``fit``)."""
+
+
+@functools.partial(jax.jit, static_argnames=("model", "options"))
+def _draw_initial(model, keys, data, lengths, options):
+    """``model.init`` for each key (restarts), as one compiled program."""
+    return jax.vmap(lambda k: model.init(k, data, lengths, **dict(options)))(keys)
+
+
+class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
+    """Shared hmmlearn logic over a prebuilt chain model.
+
+    Subclasses set ``_name``, ``_letters`` (params letter -> parameter key) and
+    implement ``_model()``, ``_validate_X(X, reset)``, ``_to_data(padded)``,
+    ``_emission_params(dtype)``, ``_emission_to_attributes(params)``,
+    ``_check_emission_attributes()`` and ``_get_n_fit_scalars_per_param()``.
+    """
+
+    _name = "HMM"
+    _letters: dict[str, str] = {}
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, MAX_STATES, closed="both")],
+        "startprob_prior": PRIOR,
+        "transmat_prior": PRIOR,
+        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
+        "random_state": _base.RANDOM_STATE,
+        "n_iter": [_base.ITERATIONS],
+        "tol": [Interval(Real, None, None, closed="neither")],
+        "verbose": ["verbose"],
+        "params": [str],
+        "init_params": [str],
+        "implementation": [StrOptions({"log", "scaling", "parallel"})],
+        "n_init": [_base.RESTARTS],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        tags.non_deterministic = False
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return all(self._has_attribute(name) for name in self._letters.values())
+
+    # ------------------------------------------------------------ options
+    def _check_options(self):
+        """Checks beyond ``_parameter_constraints``: letters and prior values."""
+        self._validate_params()
+        for name in ("params", "init_params"):
+            unknown = set(getattr(self, name)) - set(self._letters)
+            if unknown:
+                raise ValueError(
+                    f"{name}: unknown letter(s) {''.join(sorted(unknown))!r}; "
+                    f"expected letters from {''.join(self._letters)!r}"
+                )
+        k = self.n_components
+        check_prior("startprob_prior", self.startprob_prior, (k,))
+        check_prior("transmat_prior", self.transmat_prior, (k, k))
+
+    def _frozen(self) -> tuple[str, ...]:
+        return tuple(
+            key for code, key in self._letters.items() if code not in self.params
+        )
+
+    def _fit_tol(self, n_steps: int) -> float:
+        """hmmlearn's ``tol`` on the total gain as ``jaxem.fit``'s per step."""
+        tol = float(self.tol)
+        if tol <= 0:  # hmmlearn runs every iteration for tol <= 0
+            return 0.0
+        return min(tol, np.finfo(np.float32).max) / n_steps
+
+    # --------------------------------------------------------- attributes
+    def _param_dtype(self, X) -> np.dtype:
+        """The fit's float dtype: X's (float32 stays float32), else float64."""
+        return np.dtype(X.dtype if X.dtype == np.float32 else np.float64)
+
+    def _dtype(self, X=None) -> np.dtype:
+        """The precision of inference: that of the parameters and of X."""
+        dtypes = [np.asarray(self.startprob_).dtype]
+        if X is not None and X.dtype.kind == "f":
+            dtypes.append(X.dtype)
+        dtype = np.result_type(*dtypes)
+        return np.dtype(np.float32 if dtype == np.float32 else np.float64)
+
+    def _attributes_to_params(self, dtype) -> dict:
+        params = {
+            "startprob": np.asarray(self.startprob_, dtype),
+            "transmat": np.asarray(self.transmat_, dtype),
+        }
+        params.update(self._emission_params(dtype))
+        return params
+
+    def _params_to_attributes(self, params):
+        self.startprob_ = np.array(params["startprob"])
+        self.transmat_ = np.array(params["transmat"])
+        self._emission_to_attributes(params)
+
+    def _has_attribute(self, key_name) -> bool:
+        return hasattr(self, key_name + "_") or (
+            key_name == "covars" and hasattr(self, "_covars_")
+        )
+
+    def _check(self):
+        """hmmlearn's ``_check``: attributes of the right shapes and supports.
+
+        Raises:
+            NotFittedError: an attribute is missing (not fitted, not set).
+            ValueError: an attribute has the wrong shape or leaves its support.
+        """
+        _base.check_fitted(self)
+        k = self.n_components
+        for name, shape in (("startprob_", (k,)), ("transmat_", (k, k))):
+            value = np.asarray(getattr(self, name))
+            if value.shape != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {value.shape}")
+            problem = constraints.simplex.check(value)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        self._check_emission_attributes()
+
+    # ------------------------------------------------------ initialisation
+    def _needs_init(self, code: str, name: str) -> bool:
+        """hmmlearn's rule: draw when the letter is in ``init_params`` or the
+        attribute is missing; warn when a set attribute is overwritten."""
+        if code in self.init_params:
+            if self._has_attribute(name):
+                _log.warning(
+                    "Even though the %r attribute is set, it will be "
+                    "overwritten during initialization because 'init_params' "
+                    "contains %r",
+                    name + "_",
+                    code,
+                )
+            return True
+        return not self._has_attribute(name)
+
+    def _init_options(self) -> tuple:
+        return ()
+
+    def _draw(self, model, X, data, lengths, n_init: int) -> dict:
+        """(n_init, ...) stacked starting values, drawn or from the attributes."""
+        drawn_names = [n for c, n in self._letters.items() if self._needs_init(c, n)]
+        data, lengths = jnp.asarray(data), jnp.asarray(lengths)
+        keys = jax.random.split(_base.check_random_state(self.random_state), n_init)
+        options = self._init_options()
+        if drawn_names:
+            drawn = _draw_initial(model, keys, data, lengths, options)
+        else:  # shapes only: nothing is computed
+            drawn = jax.eval_shape(_draw_initial, model, keys, data, lengths, options)
+        dtype = self._param_dtype(X)
+        params0 = {}
+        for name in self._letters.values():
+            con = model.constraints[name]
+            if name in drawn_names:
+                params0[name] = np.asarray(drawn[name])
+                problems = [con.check(v) for v in params0[name]]
+                if any(problems):
+                    raise ValueError(
+                        f"{name}_: the initial value drawn from X is invalid "
+                        f"({next(p for p in problems if p)}); set {name}_ and "
+                        "leave its letter out of init_params"
+                    )
+                continue
+            value = self._attribute_param(name, dtype)
+            want = drawn[name].shape[1:]
+            if value.shape != want:
+                raise ValueError(f"{name}_: expected shape {want}, got {value.shape}")
+            problem = con.check(value)
+            if problem:
+                raise ValueError(f"{name}_: {problem}")
+            params0[name] = np.broadcast_to(value, (n_init,) + want).copy()
+        counts = self._get_n_fit_scalars_per_param()
+        log_degenerate(sum(counts[c] for c in self.params), X.size)
+        return params0
+
+    def _attribute_param(self, key_name, dtype):
+        if key_name in ("startprob", "transmat"):
+            return np.asarray(getattr(self, key_name + "_"), dtype)
+        return self._emission_params(dtype, only=key_name)[key_name]
+
+    def _prepare(self, X, lengths, reset: bool):
+        """Validated X, lengths and the padded data of the model."""
+        X = self._validate_X(X, reset=reset)
+        lengths = lengths_or_y(lengths, X.shape[0])
+        return X, lengths, self._to_data(to_padded(X, lengths))
+
+    def _init(self, X, lengths=None):
+        """hmmlearn's ``_init``: draw the parameters named in ``init_params``
+        (and the missing ones) from X, as ``fit`` does before its iterations."""
+        self._check_options()
+        X, lengths, data = self._prepare(X, lengths, reset=True)
+        with _base.precision_for(self._param_dtype(X)):
+            params0 = self._draw(self._model(X), X, data, lengths, 1)
+        self._params_to_attributes(_base.take(params0, 0))
+        self._fit_dtype = self._param_dtype(X)
+
+    # ------------------------------------------------------------- fitting
+    def fit(self, X, lengths=None):
+        """Estimate the parameters with EM (``n_init`` restarts, vmapped).
+
+        As hmmlearn: parameters whose letter is in ``init_params``, or that
+        are not set yet, are drawn from X; the others start from their
+        attributes. ``n_iter=0`` initialises only.
+
+        Args:
+            X: (n_samples, n_features) concatenated sequences.
+            lengths: (n_sequences,) lengths summing to n_samples (None: one
+                sequence). A scikit-learn ``y`` passed here (one entry per
+                sample, not all ones) is ignored.
+
+        Returns:
+            self
+
+        Raises:
+            sklearn.utils._param_validation.InvalidParameterError: a
+                constructor argument of the wrong type or range (a
+                ``ValueError``).
+            ValueError: bad X, lengths, priors or set attributes.
+            FitError: every restart stopped on a non-finite log-likelihood.
+        """
+        self._check_options()
+        X, lengths, data = self._prepare(X, lengths, reset=True)
+        dtype = self._param_dtype(X)
+        with _base.precision_for(dtype):
+            model = self._model(X)
+            params0 = self._draw(model, X, data, lengths, self.n_init)
+            self._fit_dtype = dtype
+            if self.n_iter == 0:
+                return self._initialised_only(params0)
+            result = self._run(model, params0, data, lengths)
+            self._params_to_attributes(jax.tree.map(np.asarray, result.params))
+            self._set_monitor(result)
+            self._report_unvisited(model, data, lengths)
+            self._after_fit()
+        return self
+
+    def _run(self, model, params0, data, lengths):
+        tol = self._fit_tol(int(lengths.sum()))
+        kwargs = dict(max_iter=int(self.n_iter), frozen=self._frozen())
+        progress = (
+            _base.progress_printer(self._name, self.n_iter)
+            if self.verbose
+            else contextlib.nullcontext()
+        )
+        data, lengths = jnp.asarray(data), jnp.asarray(lengths)
+        with progress as callback:
+            if self.n_init == 1:  # concrete data: fit pads to a size bucket
+                result = _fitmod.fit(
+                    model,
+                    _base.take(params0, 0),
+                    data,
+                    lengths=lengths,
+                    tol=tol,
+                    callback=callback,
+                    **kwargs,
+                )
+                results = jax.tree.map(lambda a: a[None], result)
+            else:
+                results = _base.fit_restarts(
+                    model,
+                    params0,
+                    data,
+                    None,
+                    lengths,
+                    tol,
+                    callback=callback,
+                    **kwargs,
+                )
+        return _base.take(results, _base.best_restart(results))
+
+    def _initialised_only(self, params0):
+        self._params_to_attributes(_base.take(params0, 0))
+        self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
+        self.fit_status_ = _fitmod.Status.MAX_ITER
+        self.unvisited_states_ = np.array([], dtype=int)
+        return self
+
+    def _set_monitor(self, result):
+        n_iter = int(result.n_iter)
+        monitor = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
+        monitor.history.extend(float(v) for v in np.asarray(result.history)[:n_iter])
+        monitor.iter = n_iter
+        self.fit_status_ = _fitmod.Status(int(result.status))
+        monitor.stopped = self.fit_status_ == _fitmod.Status.NONFINITE
+        self.monitor_ = monitor
+        if monitor.stopped:
+            _base.warn_nonfinite(self._name, n_iter)
+
+    def _after_fit(self):
+        """Subclass hook: reports on the fitted parameters."""
+
+    def _report_unvisited(self, model, data, lengths):
+        params = self._attributes_to_params(self._fit_dtype)
+        post = _fitmod.e_step(
+            model, params, jnp.asarray(data), lengths=lengths
+        ).posterior
+        occupancy = np.asarray(post.marginals.sum(axis=(0, 1)))
+        tiny = np.finfo(occupancy.dtype).eps * lengths.sum()
+        self.unvisited_states_ = np.flatnonzero(occupancy <= tiny)
+        if self.unvisited_states_.size:
+            _log.warning(
+                "%s: state(s) %s received no posterior mass; their parameters were "
+                "kept from the previous iteration instead of becoming NaN.",
+                self._name,
+                self.unvisited_states_.tolist(),
+            )
+
+    # ----------------------------------------------------------- inference
+    def _inference(self, X, lengths):
+        """Validated inputs of a fitted (or hand-set) model, and its dtype."""
+        self._check()
+        X, lengths, data = self._prepare(X, lengths, reset=False)
+        return X, lengths, data, self._dtype(X)
+
+    def _e_step(self, X, lengths):
+        X, lengths, data, dtype = self._inference(X, lengths)
+        with _base.precision_for(dtype):
+            estep = _fitmod.e_step(
+                self._model(),
+                self._attributes_to_params(dtype),
+                jnp.asarray(data),
+                lengths=lengths,
+            )
+            marginals = np.asarray(estep.posterior.marginals)
+            return float(estep.log_likelihood), marginals[valid_steps(lengths)]
+
+    def score_samples(self, X, lengths=None):
+        """Total log-likelihood of X and the (n_samples, K) state posteriors.
+
+        Args:
+            X: (n_samples, n_features) concatenated sequences.
+            lengths: (n_sequences,) lengths (None: one sequence).
+
+        Returns:
+            ``(log_prob, posteriors)``: a float and (n_samples, K) rows that
+            sum to 1.
+        """
+        return self._e_step(X, lengths)
+
+    def score(self, X, lengths=None) -> float:
+        """Total log-likelihood of X (summed over its sequences)."""
+        return self._e_step(X, lengths)[0]
+
+    def predict_proba(self, X, lengths=None) -> np.ndarray:
+        """Posterior probability of each state, (n_samples, K)."""
+        return self._e_step(X, lengths)[1]
+
+    def decode(self, X, lengths=None, algorithm=None):
+        """Most likely states: ``(log_prob, state_sequence (n_samples,))``.
+
+        ``"viterbi"`` gives the jointly most likely path and its log joint
+        density; ``"map"`` the per-step most likely states and, as hmmlearn,
+        the sum over steps of their posterior probabilities.
+        """
+        algorithm = self.algorithm if algorithm is None else algorithm
+        if algorithm not in DECODER_ALGORITHMS:
+            raise ValueError(
+                f"algorithm: expected 'viterbi' or 'map', got {algorithm!r}"
+            )
+        if algorithm == "map":
+            _, posteriors = self._e_step(X, lengths)
+            return float(posteriors.max(axis=1).sum()), posteriors.argmax(axis=1)
+        X, lengths, data, dtype = self._inference(X, lengths)
+        b, t = data.shape[:2]
+        padded, padded_lengths, _ = _buckets.pad_sequences(data, lengths, None)
+        with _base.precision_for(dtype):
+            paths, scores = _markov_chain._viterbi_jit(
+                self._model(),
+                self._attributes_to_params(dtype),
+                jnp.asarray(padded),
+                jnp.asarray(padded_lengths),
+            )
+            paths = np.asarray(paths)[:b, :t]
+            return float(np.sum(np.asarray(scores)[:b])), paths[valid_steps(lengths)]
+
+    def predict(self, X, lengths=None) -> np.ndarray:
+        """Most likely state of each sample (by ``algorithm``), (n_samples,)."""
+        return self.decode(X, lengths)[1]
+
+    def sample(self, n_samples=1, random_state=None, currstate=None):
+        """Draw one sequence: ``(X (n_samples, ...), states (n_samples,))``.
+
+        Args:
+            n_samples: number of time steps.
+            random_state: seed or generator (default: the estimator's).
+            currstate: optional state to start from.
+        """
+        self._check()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
+            raise ValueError(f"n_samples: expected an int >= 1, got {n_samples!r}")
+        if not 1 <= n_samples <= 10**9:
+            raise ValueError(f"n_samples: expected an int in [1, 1e9], got {n_samples}")
+        dtype = self._dtype()
+        params = self._attributes_to_params(dtype)
+        if currstate is not None:
+            if not 0 <= int(currstate) < self.n_components:
+                raise ValueError(
+                    f"currstate: expected a state in [0, {self.n_components}), got "
+                    f"{currstate!r}"
+                )
+            params["startprob"] = np.eye(self.n_components, dtype=dtype)[int(currstate)]
+        with _base.precision_for(dtype):
+            key = _base.check_random_state(
+                self.random_state if random_state is None else random_state
+            )
+            x, z = self._model().sample(key, params, int(n_samples))
+            return self._from_data(np.asarray(x)), np.asarray(z).astype(int)
+
+    def _from_data(self, x):
+        return x
+
+    def _n_parameters(self) -> int:
+        """hmmlearn's count of free scalars (all parameters, as hmmlearn)."""
+        return int(sum(self._get_n_fit_scalars_per_param().values()))
+
+    def aic(self, X, lengths=None) -> float:
+        """Akaike information criterion: -2 log-likelihood + 2 n_params."""
+        return -2 * self.score(X, lengths) + 2 * self._n_parameters()
+
+    def bic(self, X, lengths=None) -> float:
+        """Bayesian information criterion: -2 log-likelihood + n_params log n."""
+        n = len(np.asarray(X))
+        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(n)
+
+    def get_stationary_distribution(self) -> np.ndarray:
+        """Stationary distribution of ``transmat_`` (left eigenvector for 1)."""
+        self._check()
+        eigvals, eigvecs = np.linalg.eig(np.asarray(self.transmat_).T)
+        vec = np.real_if_close(eigvecs[:, np.argmax(eigvals)])
+        return vec / vec.sum()
+
+
+def chain_fit_scalars(k: int) -> dict[str, int]:
+    """Free scalars of ``startprob`` (``s``) and ``transmat`` (``t``)."""
+    return {"s": k - 1, "t": k * (k - 1)}

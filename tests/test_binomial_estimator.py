@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 import jaxem
-from jaxem.estimators import ConvergenceWarning, NotFittedError
+from jaxem.estimators import (
+    CollapsedComponentWarning,
+    ConvergenceWarning,
+    NotFittedError,
+)
 
 
 def coin_data(n=400, seed=0):
@@ -95,15 +99,25 @@ def test_warm_start_continues_and_convergence_warning():
 @pytest.mark.parametrize(
     "kwargs, X, match",
     [
-        ({}, np.array([1.0, 2.0, 3.0]), "X: expected a 2-D array"),
-        ({}, np.array([[1.0], [np.nan], [3.0]]), "X: contains 1 NaN"),
+        ({}, np.array([1.0, 2.0, 3.0]), "Expected 2D array, got 1D array"),
+        ({}, np.array([[1.0], [np.nan], [3.0]]), "Input X contains NaN"),
         ({}, np.array([[1.0], [25.0], [3.0]]), r"X: head counts must be whole"),
         ({}, np.array([[1.5], [2.0], [3.0]]), r"X: head counts must be whole"),
-        ({}, np.array([[1.0]]), "X: 1 sample.*fewer than the required 2"),
-        ({"n_components": 0}, np.ones((4, 1)), "n_components: expected an int"),
-        ({"max_iter": 0}, np.ones((4, 1)), "max_iter"),
-        ({"tol": -1}, np.ones((4, 1)), "tol"),
-        ({"init_params": "kmeans"}, np.ones((4, 1)), "init_params"),
+        ({}, np.ones((4, 2)), r"X: expected one column of head counts"),
+        ({}, np.array([[1.0]]), "1 sample.* while a minimum of 2 is required"),
+        ({"n_components": 3}, np.ones((2, 1)), "n_components = 3, n_samples = 2"),
+        ({"n_components": 0}, np.ones((4, 1)), "'n_components' parameter"),
+        ({"n_components": 2.0}, np.ones((4, 1)), "'n_components' parameter"),
+        ({"n_trials": 10**30}, np.ones((4, 1)), "'n_trials' parameter"),
+        ({"n_trials": "3"}, np.ones((4, 1)), "'n_trials' parameter"),
+        ({"max_iter": -1}, np.ones((4, 1)), "'max_iter' parameter"),
+        ({"max_iter": 2**62}, np.ones((4, 1)), r"'max_iter'.*\[0, 1000000\]"),
+        ({"n_init": 2**40}, np.ones((4, 1)), r"'n_init'.*\[1, 10000\]"),
+        ({"tol": -1}, np.ones((4, 1)), "'tol' parameter"),
+        ({"tol": float("nan")}, np.ones((4, 1)), "'tol' parameter"),
+        ({"warm_start": "abc"}, np.ones((4, 1)), "'warm_start' parameter"),
+        ({"verbose": "abc"}, np.ones((4, 1)), "'verbose' parameter"),
+        ({"init_params": "kmeans"}, np.ones((4, 1)), "'init_params' parameter"),
         ({"weights_init": [0.7, 0.7]}, np.ones((4, 1)), "weights_init: must sum"),
         ({"p_init": [0.2]}, np.ones((4, 1)), r"p_init: expected shape \(2,\)"),
         ({"random_state": "seed"}, np.ones((4, 1)), "random_state"),
@@ -118,7 +132,9 @@ def test_bad_input(kwargs, X, match):
 def test_not_fitted_and_sample_weight_errors():
     with pytest.raises(NotFittedError, match="not fitted"):
         jaxem.BinomialMixture(2, 20).predict(np.ones((3, 1)))
-    with pytest.raises(ValueError, match="sample_weight: must be non-negative"):
+    with pytest.raises(
+        ValueError, match="Negative values in data passed to `sample_weight`"
+    ):
         jaxem.BinomialMixture(2, 20).fit(coin_data(10), sample_weight=-np.ones(10))
 
 
@@ -127,5 +143,14 @@ def test_get_set_params():
     assert est.get_params()["n_components"] == 3
     est.set_params(n_init=4)
     assert est.n_init == 4
-    with pytest.raises(ValueError, match="bogus: not a parameter"):
+    with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):
         est.set_params(bogus=1)
+
+
+def test_coin_without_data_is_reported():
+    X = coin_data(50)
+    est = jaxem.BinomialMixture(2, 20, weights_init=[1.0, 0.0], p_init=[0.4, 0.6])
+    with pytest.warns(CollapsedComponentWarning, match=r"coin\(s\) \[1\] got no data"):
+        est.fit(X)
+    np.testing.assert_array_equal(est.collapsed_, [False, True])
+    assert est.weights_[1] == 0.0 and np.isfinite(est.p_).all()

@@ -377,9 +377,10 @@ def test_select_gaussian_mixture():
         ({"weights_init": [0.5, 0.5, 0.5]}, None, "weights_init"),
         ({"means_init": np.zeros((2, 3))}, None, "means_init"),
         ({"precisions_init": -np.ones((2, 2, 2))}, None, "precisions_init"),
-        ({}, np.array([[1.0, np.nan]] * 5), "X"),
-        ({}, np.ones(5), "X"),
-        ({}, np.ones((1, 2)), "X"),
+        ({}, np.array([[1.0, np.nan]] * 5), "Input X contains NaN"),
+        ({}, np.ones(5), "Expected 2D array, got 1D array"),
+        ({}, np.ones((1, 2)), "minimum of 2 is required"),
+        ({"n_components": 3}, np.ones((2, 2)), "n_components = 3, n_samples = 2"),
     ],
 )
 def test_bad_input_raises_naming_the_argument(kwargs, X, match):

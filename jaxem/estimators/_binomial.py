@@ -1,36 +1,61 @@
-"""``BinomialMixture``: the coin mixture as a scikit-learn-style estimator."""
+"""``BinomialMixture``: the coin mixture as a scikit-learn estimator."""
 
 from __future__ import annotations
 
+import warnings
+from numbers import Integral
+
+import jax.numpy as jnp
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import constraints
 from .. import models as _models
 from . import _base
-from ._mixture import MixtureEstimator
+from ._mixture import CollapsedComponentWarning, MixtureEstimator
+
+MAX_TRIALS = 2**24
+"""Largest ``n_trials``: counts up to it are exact in float32."""
 
 
 class BinomialMixture(MixtureEstimator):
     """A mixture of coins: each sample is a number of heads out of ``n_trials``.
 
+    A scikit-learn estimator (``clone``, ``GridSearchCV``, ``Pipeline``) with
+    the methods of ``sklearn.mixture.GaussianMixture``. X is one column of
+    whole head counts in ``[0, n_trials]`` (its tags declare non-negative
+    input). The dtype follows the input: float32 counts are fitted in float32,
+    anything else in float64.
+
     Args:
         n_components: number of coins K.
-        n_trials: tosses per sample.
+        n_trials: tosses per sample, 1 to 2**24.
         tol: stop when the average log-likelihood per sample changes by less.
-        max_iter: maximum EM iterations per restart.
-        n_init: number of restarts, run together as one vmapped program.
+        max_iter: maximum EM iterations per restart; 0 returns the
+            initialisation.
+        n_init: number of restarts, run together as one vmapped program; the
+            one with the highest lower bound is kept.
         init_params: ``"quantiles"`` (head rates at spread quantiles of the
             data) or ``"random"`` (random responsibilities).
         weights_init: optional (K,) initial mixing weights.
         p_init: optional (K,) initial head probabilities.
-        random_state: seed (int), numpy generator or None.
+        random_state: None, an int, a numpy ``RandomState``/``Generator``.
         warm_start: start from the previous fit's parameters.
-        verbose: print the log-likelihood at each iteration.
+        verbose: show a progress display of the log-likelihood.
 
     Attributes:
         weights_: (K,) mixing weights.
         p_: (K,) probability of heads of each coin.
-        converged_, n_iter_, lower_bound_: as in scikit-learn.
+        converged_, n_iter_, lower_bound_, lower_bounds_: as in scikit-learn.
+        collapsed_: (K,) bool, coins that ended with no data (held at their
+            last ``p_`` with weight near zero; a ``CollapsedComponentWarning``
+            says which).
+        n_features_in_: 1.
+
+    Raises:
+        ValueError: bad arguments (scikit-learn's ``InvalidParameterError``),
+            X not one column of whole counts in ``[0, n_trials]``,
+            ``n_components`` > number of samples.
 
     Examples:
         >>> import numpy as np, jaxem
@@ -41,6 +66,14 @@ class BinomialMixture(MixtureEstimator):
     """
 
     _name = "BinomialMixture"
+
+    _parameter_constraints: dict = {
+        **MixtureEstimator._parameter_constraints,
+        "n_trials": [Interval(Integral, 1, MAX_TRIALS, closed="both")],
+        "init_params": [StrOptions({"quantiles", "random"})],
+        "weights_init": ["array-like", None],
+        "p_init": ["array-like", None],
+    }
 
     def __init__(
         self,
@@ -69,27 +102,38 @@ class BinomialMixture(MixtureEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
-    def _model(self):
-        _base.check_positive_int("n_trials", self.n_trials)
+    def _model(self, n_features=1):
         return _models.binomial_mixture(int(self.n_components), int(self.n_trials))
 
-    def _check_X(self, X, fitting):
-        X = _base.check_array(
-            "X",
-            X,
-            min_rows=self.n_components if fitting else 1,
-            n_features=1,
-        )
+    def _check_X(self, X):
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"X: expected one column of head counts, shape (N, 1), got shape "
+                f"{X.shape}"
+            )
         if np.any(X < 0) or np.any(X > self.n_trials) or np.any(X != np.round(X)):
             raise ValueError(
                 f"X: head counts must be whole numbers in [0, n_trials={self.n_trials}]"
             )
-        if fitting and self.init_params not in ("quantiles", "random"):
-            raise ValueError(
-                "init_params: expected 'quantiles' or 'random', got "
-                f"{self.init_params!r}"
-            )
         return X
+
+    def _check_parameters(self, X):
+        k, inits = self.n_components, {}
+        for name, key, con in (
+            ("weights_init", "weights", constraints.simplex),
+            ("p_init", "p", constraints.unit_interval),
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != (k,):
+                raise ValueError(f"{name}: expected shape ({k},), got {arr.shape}")
+            problem = con.check(arr)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+            inits[key] = arr.astype(X.dtype)
+        self._inits = inits
 
     def _to_data(self, X):
         return X[:, 0]
@@ -99,37 +143,46 @@ class BinomialMixture(MixtureEstimator):
 
     def _init_params(self, key, data, weights):
         params = self._model().init(key, data, method=self.init_params)
-        dtype = data.dtype
-        if self.weights_init is not None:
-            params["weights"] = np.asarray(self.weights_init, dtype)
-        if self.p_init is not None:
-            params["p"] = np.asarray(self.p_init, dtype)
-        return params
+        return {**params, **{k: jnp.asarray(v) for k, v in self._inits.items()}}
 
     def fit(self, X, y=None, sample_weight=None):
-        k = self.n_components
-        if self.weights_init is not None:
-            w = np.asarray(self.weights_init, float)
-            if w.shape != (k,):
-                raise ValueError(f"weights_init: expected shape ({k},), got {w.shape}")
-            problem = constraints.simplex.check(w)
-            if problem:
-                raise ValueError(f"weights_init: {problem}")
-        if self.p_init is not None:
-            p = np.asarray(self.p_init, float)
-            if p.shape != (k,):
-                raise ValueError(f"p_init: expected shape ({k},), got {p.shape}")
-            problem = constraints.unit_interval.check(p)
-            if problem:
-                raise ValueError(f"p_init: {problem}")
-        return super().fit(X, y, sample_weight)
+        """Estimate the coins with EM over ``n_init`` (vmapped) restarts.
+
+        Args:
+            X: (N, 1) head counts.
+            y: ignored.
+            sample_weight: optional (N,) non-negative weights.
+
+        Returns:
+            self
+        """
+        super().fit(X, y, sample_weight)
+        X = _base.validate_X(self, X, reset=False)
+        w = _base.sample_weights(sample_weight, X)
+        mass = self.predict_proba(X)
+        mass = (mass if w is None else mass * w[:, None]).sum(axis=0)
+        self.collapsed_ = mass <= np.finfo(mass.dtype).eps * mass.sum()
+        if self.collapsed_.any():
+            warnings.warn(
+                f"BinomialMixture: coin(s) {np.flatnonzero(self.collapsed_).tolist()}"
+                " got no data; they were held at their last p_ with weight near "
+                "zero. Try fewer coins or another initialisation.",
+                CollapsedComponentWarning,
+                stacklevel=2,
+            )
+        return self
 
     def _params_to_attributes(self, params):
-        self.weights_ = params["weights"]
-        self.p_ = params["p"]
+        self.weights_ = np.asarray(params["weights"])
+        self.p_ = np.asarray(params["p"])
 
     def _attributes_to_params(self, dtype):
         return {
             "weights": np.asarray(self.weights_, dtype),
             "p": np.asarray(self.p_, dtype),
         }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags

@@ -3,46 +3,78 @@
 from __future__ import annotations
 
 import functools
-import numbers
 import warnings
+from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
+from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import constraints
 from ..models import _gmm
 from . import _base
-from ._mixture import MixtureEstimator
+from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
+__all__ = ["CollapsedComponentWarning", "GaussianMixture"]
 
-class CollapsedComponentWarning(UserWarning):
-    """Some components ended with (almost) no data and were held, not fitted."""
+ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined "
+    "empirical covariance (for instance caused by singleton or collapsed "
+    "samples). Try to decrease the number of components, increase reg_covar, or "
+    "scale the input data."
+)
+"""scikit-learn's message (its tests match it) for a singular covariance."""
 
 
 class GaussianMixture(MixtureEstimator):
-    """A Gaussian mixture fitted by EM, with scikit-learn's interface.
+    """A Gaussian mixture fitted by EM: ``sklearn.mixture.GaussianMixture``.
 
-    Same arguments, attributes and methods as
-    ``sklearn.mixture.GaussianMixture``; the ``n_init`` restarts run together
-    as one vmapped, compiled program. numpy in, numpy out; float32 input is
-    fitted in float32, anything else in float64 (with ``jax_enable_x64``).
+    Same arguments, attributes, methods, messages, warnings and exceptions as
+    scikit-learn's (it is a scikit-learn estimator: ``clone``, ``GridSearchCV``,
+    ``Pipeline`` and ``check_estimator`` work). The ``n_init`` restarts run
+    together as one vmapped, compiled program. The dtype follows the input:
+    float64 in, float64 fit and attributes (whatever ``jax_enable_x64`` says;
+    the setting is scoped to the fit, never changed); float32 stays float32.
+
+    Differences from scikit-learn, on purpose:
+
+    - ``init_params="kmeans"`` runs jaxem's compiled Lloyd's algorithm (one
+      k-means++ start), not ``sklearn.cluster.KMeans``, and the random draws
+      come from JAX: the same ``random_state`` gives another (equally valid)
+      start than scikit-learn's. From identical explicit starts
+      (``weights_init``, ``means_init``, ``precisions_init``) the fits agree
+      to round-off.
+    - A component that loses all its data is held at its last mean and
+      covariance with a weight near zero (``collapsed_``, a
+      ``CollapsedComponentWarning``) instead of turning singular.
+    - With ``reg_covar=0``, a component whose covariance is singular to
+      working precision raises scikit-learn's ``ValueError`` (it is also a
+      ``jaxem.estimators.FitError``) for every covariance type; scikit-learn
+      can miss it for ``diag``/``spherical`` when round-off leaves a tiny
+      positive variance.
+    - ``fit`` also takes ``sample_weight`` (integer weights act as repeated
+      rows); ``max_iter`` is at most ``1_000_000`` and ``n_init`` at most
+      ``10_000``.
+    - ``verbose`` shows a progress bar (tqdm when installed) of the
+      log-likelihood; ``verbose_interval`` is accepted and ignored.
 
     Args:
         n_components: number of components K.
         covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
         tol: stop when the average log-likelihood per sample changes by less.
         reg_covar: non-negative constant added to the covariances' diagonal.
-        max_iter: maximum EM iterations per restart.
-        n_init: number of restarts; the best (highest likelihood) is kept.
+        max_iter: maximum EM iterations per restart; 0 returns the
+            initialisation.
+        n_init: number of restarts; the one with the highest lower bound is
+            kept.
         init_params: ``"kmeans"`` (Lloyd's algorithm), ``"k-means++"``,
             ``"random"`` or ``"random_from_data"``.
         weights_init: optional (K,) initial weights.
         means_init: optional (K, d) initial means.
         precisions_init: optional initial precisions, shaped as
             ``precisions_`` for the covariance type.
-        random_state: seed (int), numpy generator or None.
+        random_state: None, an int, a numpy ``RandomState``/``Generator``.
         warm_start: start from the previous fit's parameters (one restart).
         verbose: show a progress display of the log-likelihood.
         verbose_interval: accepted for compatibility with scikit-learn.
@@ -53,11 +85,20 @@ class GaussianMixture(MixtureEstimator):
         covariances_: (K, d, d) full, (d, d) tied, (K, d) diag or (K,) spherical.
         precisions_, precisions_cholesky_: same shapes as ``covariances_``.
         converged_, n_iter_, lower_bound_, lower_bounds_: as in scikit-learn
-            (``lower_bound_`` is the average log-likelihood at the last E-step).
-        n_features_in_: d.
-        collapsed_: (K,) bool, components that ended with no data (held at
-            their last mean and covariance, weight near zero); a
-            ``CollapsedComponentWarning`` is raised when any did.
+            (``lower_bound_`` is the average log-likelihood at the last E-step
+            of the kept restart; ``-inf`` when ``max_iter=0``).
+        log_likelihood_: total log-likelihood of the fitted parameters.
+        fit_status_: a ``jaxem.Status``.
+        n_features_in_: d; feature_names_in_: column names of a DataFrame X.
+        collapsed_: (K,) bool, components that ended with no data.
+
+    Raises:
+        sklearn.utils._param_validation.InvalidParameterError: (a
+            ``ValueError``) a constructor argument of the wrong type or range,
+            at ``fit``.
+        ValueError: bad X, ``n_components`` > number of samples, initial
+            values of the wrong shape or outside their domain, ill-defined
+            covariances (increase ``reg_covar``).
 
     Examples:
         >>> import numpy as np, jaxem
@@ -65,9 +106,22 @@ class GaussianMixture(MixtureEstimator):
         >>> gm = jaxem.GaussianMixture(n_components=2, random_state=0).fit(X)
         >>> np.round(np.sort(gm.means_[:, 0]), 3)
         array([ 1., 10.])
+        >>> gm.means_.dtype
+        dtype('float64')
     """
 
     _name = "GaussianMixture"
+
+    _parameter_constraints: dict = {
+        **MixtureEstimator._parameter_constraints,
+        "covariance_type": [StrOptions(set(_gmm.COVARIANCE_TYPES))],
+        "reg_covar": [Interval(Real, 0.0, np.inf, closed="left")],
+        "init_params": [StrOptions(set(_gmm.INIT_METHODS))],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(
         self,
@@ -102,74 +156,38 @@ class GaussianMixture(MixtureEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
 
-    # ------------------------------------------------------------ validation
-    def _check_options(self):
-        if self.covariance_type not in _gmm.COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type: expected one of {_gmm.COVARIANCE_TYPES}, got "
-                f"{self.covariance_type!r}"
-            )
-        if self.init_params not in _gmm.INIT_METHODS:
-            raise ValueError(
-                f"init_params: expected one of {_gmm.INIT_METHODS}, got "
-                f"{self.init_params!r}"
-            )
-        reg = self.reg_covar
-        if (
-            isinstance(reg, bool)
-            or not isinstance(reg, numbers.Real)
-            or not (0 <= reg < np.inf)
-        ):
-            raise ValueError(
-                f"reg_covar: expected a finite non-negative number, got {reg!r}"
-            )
-
-    def _model(self):
+    def _model(self, n_features):
         return _gmm.gaussian_mixture(
             int(self.n_components),
-            int(self._n_features),
+            int(n_features),
             self.covariance_type,
             float(self.reg_covar),
         )
 
-    def _check_X(self, X, fitting):
-        if fitting:
-            X = _base.check_array("X", X, min_rows=max(2, self.n_components))
-            self._n_features = X.shape[1]
-            return X
-        return _base.check_array("X", X, n_features=self.n_features_in_)
+    def _check_X(self, X):
+        return X
 
     def _to_data(self, X):
         return X
 
-    def _check_inits(self, d, dtype):
-        """Validated explicit initial values, as float arrays of ``dtype``."""
-        k, ctype = self.n_components, self.covariance_type
+    def _check_parameters(self, X):
+        """Explicit initial values, with scikit-learn's messages (its tests
+        match them), as arrays of X's dtype."""
+        k, d, ctype = self.n_components, X.shape[1], self.covariance_type
         inits = {}
         if self.weights_init is not None:
-            w = _init_array("weights_init", self.weights_init, (k,), dtype)
-            problem = constraints.simplex.check(w)
-            if problem:
-                raise ValueError(f"weights_init: {problem}")
-            inits["weights"] = w
+            inits["weights"] = _check_weights(self.weights_init, k).astype(X.dtype)
         if self.means_init is not None:
-            inits["means"] = _init_array("means_init", self.means_init, (k, d), dtype)
+            means = _as_float("means_init", self.means_init)
+            _check_shape("means_init", means, (k, d), "means")
+            inits["means"] = means.astype(X.dtype)
         if self.precisions_init is not None:
-            shape = _gmm.covariance_shape(ctype, k, d)
-            p = _init_array("precisions_init", self.precisions_init, shape, dtype)
-            con = (
-                constraints.positive_definite
-                if ctype in ("full", "tied")
-                else constraints.positive
-            )
-            problem = con.check(p)
-            if problem:
-                raise ValueError(f"precisions_init: {problem}")
+            p = _check_precisions(self.precisions_init, ctype, k, d)
             cov = np.linalg.inv(p) if ctype in ("full", "tied") else 1.0 / p
             if ctype in ("full", "tied"):
                 cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-            inits["covariances"] = cov.astype(dtype)
-        return inits
+            inits["covariances"] = cov.astype(X.dtype)
+        self._inits = inits
 
     # --------------------------------------------------------------- fitting
     def fit(self, X, y=None, sample_weight=None):
@@ -183,17 +201,29 @@ class GaussianMixture(MixtureEstimator):
 
         Returns:
             self
+
+        Raises:
+            ValueError: bad arguments or X; ill-defined covariances (increase
+                ``reg_covar``).
         """
-        self._check_options()
-        self._check_common()
-        X = self._check_X(X, fitting=True)
-        self._inits = self._check_inits(X.shape[1], X.dtype)
         super().fit(X, y, sample_weight)
-        model = self._model()
-        params = self._attributes_to_params(X.dtype)
-        w = None if sample_weight is None else jnp.asarray(sample_weight, X.dtype)
-        collapsed = _collapsed(model, params, jnp.asarray(X), w)
-        self.collapsed_ = np.asarray(collapsed)
+        if self.n_iter_ > 0:
+            X = _base.validate_X(self, X, reset=False).astype(self._fit_dtype)
+            # scikit-learn's error: without reg_covar a singular covariance
+            # would give an unbounded likelihood.
+            if self.reg_covar == 0 and _singular(
+                self.covariances_, self.covariance_type, X.var(axis=0)
+            ):
+                raise _base.FitError(ILL_DEFINED)
+            self._check_collapsed(X, sample_weight)
+        return self
+
+    def _check_collapsed(self, X, sample_weight):
+        with _base.precision_for(self._fit_dtype):
+            model = self._model(X.shape[1])
+            params = self._attributes_to_params(self._fit_dtype)
+            w = None if sample_weight is None else jnp.asarray(sample_weight, X.dtype)
+            self.collapsed_ = np.asarray(_collapsed(model, params, jnp.asarray(X), w))
         if self.collapsed_.any():
             warnings.warn(
                 f"GaussianMixture: {int(self.collapsed_.sum())} component(s) "
@@ -203,23 +233,31 @@ class GaussianMixture(MixtureEstimator):
                 CollapsedComponentWarning,
                 stacklevel=2,
             )
-        return self
 
     def _init_params(self, key, data, weights):
         if len(self._inits) == 3:
             params = {}
         else:
-            params = self._model().init(key, data, self.init_params, weights)
+            params = self._model(data.shape[1]).init(
+                key, data, self.init_params, weights
+            )
         return {**params, **{k: jnp.asarray(v) for k, v in self._inits.items()}}
+
+    def _no_finite_restart(self, X):
+        return _base.FitError(ILL_DEFINED)
 
     # ------------------------------------------------------------ attributes
     def _params_to_attributes(self, params):
         ctype = self.covariance_type
+        covariances = np.asarray(params["covariances"])
+        try:
+            pc = _compute_precision_cholesky(covariances, ctype)
+        except ValueError as err:  # scikit-learn's own ill-defined error
+            raise _base.FitError(str(err)) from None
         self.weights_ = np.asarray(params["weights"])
         self.means_ = np.asarray(params["means"])
-        self.covariances_ = np.asarray(params["covariances"])
-        self.precisions_cholesky_ = _precision_cholesky(self.covariances_, ctype)
-        pc = self.precisions_cholesky_
+        self.covariances_ = covariances
+        self.precisions_cholesky_ = pc
         if ctype in ("full", "tied"):
             self.precisions_ = pc @ np.swapaxes(pc, -1, -2)
         else:
@@ -233,35 +271,79 @@ class GaussianMixture(MixtureEstimator):
         }
 
     def sample(self, n_samples=1):
-        """Draw samples, grouped by component as scikit-learn: ``(X, labels)``."""
+        """Draw samples, grouped by component as scikit-learn: ``(X, labels)``.
+
+        Raises:
+            ValueError: ``n_samples`` < 1 (scikit-learn's message).
+        """
         X, labels = super().sample(n_samples)
         order = np.argsort(labels, kind="stable")
         return X[order], labels[order]
 
 
-def _init_array(name, value, shape, dtype):
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
+def _singular(covariances, ctype, feature_var) -> bool:
+    """A (co)variance at or below round-off of the data's own variance."""
+    cov = np.asarray(covariances, np.float64)
+    floor = 8 * np.finfo(covariances.dtype).eps * np.asarray(feature_var, np.float64)
+    if ctype == "diag":
+        return bool(np.any(cov <= floor[None, :]))
+    if ctype == "spherical":
+        return bool(np.any(cov <= floor.mean()))
+    smallest = np.linalg.eigvalsh(cov.reshape((-1,) + cov.shape[-2:]))[:, 0]
+    return bool(np.any(smallest <= floor.max()))
+
+
+def _as_float(name, value) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: cannot be read as numbers ({err})") from None
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains NaN or infinite values")
-    return arr.astype(dtype)
+    return arr
 
 
-def _precision_cholesky(covariances, covariance_type):
-    """scikit-learn's ``precisions_cholesky_`` from covariances, in numpy."""
-    if covariance_type in ("full", "tied"):
-        cov = np.asarray(covariances, np.float64)
-        single = cov.ndim == 2
-        cov = cov[None] if single else cov
-        out = np.empty_like(cov)
-        eye = np.eye(cov.shape[-1])
-        for k, c in enumerate(cov):
-            chol = scipy.linalg.cholesky(c, lower=True)
-            out[k] = scipy.linalg.solve_triangular(chol, eye, lower=True).T
-        out = out[0] if single else out
-        return out.astype(covariances.dtype)
-    return 1.0 / np.sqrt(covariances)
+def _check_shape(name, arr, shape, sk_name):
+    if arr.shape != tuple(shape):
+        raise ValueError(
+            f"{name}: The parameter '{sk_name}' should have the shape of "
+            f"{tuple(shape)}, but got {arr.shape}"
+        )
+
+
+def _check_weights(value, k) -> np.ndarray:
+    w = _as_float("weights_init", value)
+    _check_shape("weights_init", w, (k,), "weights")
+    if np.any(w < 0) or np.any(w > 1):
+        raise ValueError(
+            "weights_init: The parameter 'weights' should be in the range [0, 1], "
+            f"but got max value {np.min(w):.5f}, min value {np.max(w):.5f}"
+        )
+    if not np.allclose(abs(1.0 - w.sum()), 0.0, atol=1e-8):
+        raise ValueError(
+            "weights_init: The parameter 'weights' should be normalized, but got "
+            f"sum(weights) = {w.sum():.5f}"
+        )
+    return w
+
+
+def _check_precisions(value, ctype, k, d) -> np.ndarray:
+    p = _as_float("precisions_init", value)
+    _check_shape(
+        "precisions_init", p, _gmm.covariance_shape(ctype, k, d), f"{ctype} precision"
+    )
+    if ctype in ("diag", "spherical"):
+        if np.any(p <= 0):
+            raise ValueError(f"precisions_init: '{ctype} precision' should be positive")
+        return p
+    mats = p.reshape((-1, d, d))
+    symmetric = np.allclose(mats, np.swapaxes(mats, -1, -2))
+    if not (symmetric and np.all(np.linalg.eigvalsh(mats) > 0)):
+        raise ValueError(
+            f"precisions_init: '{ctype} precision' should be symmetric, "
+            "positive-definite"
+        )
+    return p
 
 
 @functools.partial(jax.jit, static_argnames="model")

@@ -1,70 +1,118 @@
-"""A base class for scikit-learn-style mixture estimators (Categorical latent)."""
+"""The base of the mixture estimators: scikit-learn's ``BaseMixture`` semantics.
+
+``fit`` runs the ``n_init`` restarts as one vmapped, compiled ``jaxem.fit``
+and keeps the restart with the highest final lower bound, as scikit-learn
+does; ``lower_bound_`` is that restart's average log-likelihood at its last
+E-step (before the final M-step), so it never falls as ``n_init`` grows
+(restart ``i`` starts from the same draw whatever ``n_init``). A warm start
+continues from the fitted parameters and compares its first lower bound with
+the previous ``lower_bound_``; ``max_iter=0`` returns the initialisation.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils._param_validation import Interval
 
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
 from . import _base
 
 
-class MixtureEstimator(_base.EstimatorParams, SaveLoadMixin):
-    """Shared ``fit``/``predict``/``score`` logic over a prebuilt mixture model.
+class CollapsedComponentWarning(UserWarning):
+    """Some components ended with (almost) no data and were held, not fitted."""
+
+
+class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
+    """Shared ``fit``/``predict``/``score``/``sample`` over a prebuilt mixture.
 
     Subclasses implement:
 
-    - ``_model()``: the ``LatentModel``;
-    - ``_check_X(X, fitting)``: validated numpy array, (N, ...) float;
-    - ``_to_data(X)``: the model's data array from a validated X;
+    - ``_model(n_features)``: the ``LatentModel``;
+    - ``_check_X(X)``: model-specific checks of a validated (N, d) X;
+    - ``_check_parameters(X)``: validated explicit initial values;
+    - ``_to_data(X)`` / ``_from_data(x)``: the model's data from X and back;
     - ``_init_params(key, data, weights)``: initial params of ONE restart
       (jittable, so restarts vmap);
-    - ``_params_to_attributes(params)`` / ``_attributes_to_params(dtype)``.
+    - ``_params_to_attributes(params)`` / ``_attributes_to_params(dtype)``;
+    - ``_no_finite_restart(X)``: the error when every restart went non-finite.
     """
 
     _name = "Mixture"
 
-    def _check_common(self):
-        self.n_components = _base.check_positive_int("n_components", self.n_components)
-        _base.check_positive_int("max_iter", self.max_iter)
-        _base.check_positive_int("n_init", self.n_init)
-        _base.check_tol("tol", self.tol)
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0.0, np.inf, closed="left")],
+        "max_iter": [_base.ITERATIONS],
+        "n_init": [_base.RESTARTS],
+        "random_state": _base.RANDOM_STATE,
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+    }
 
     # ----------------------------------------------------------------- fitting
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters with EM over ``n_init`` restarts (vmapped).
 
         Args:
-            X: (N, ...) samples.
+            X: (N, d) samples (array-like or DataFrame).
             y: ignored (scikit-learn compatibility).
-            sample_weight: optional (N,) non-negative weights.
+            sample_weight: optional (N,) non-negative weights (an integer
+                weight counts as that many repeated rows).
 
         Returns:
             self
         """
-        self._check_common()
-        X = self._check_X(X, fitting=True)
-        data = self._to_data(X)
-        w = _base.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        self._validate_params()
+        X = _base.validate_X(self, X, reset=True, ensure_min_samples=2)
+        X = self._check_X(X)
+        _base.check_n_components(self.n_components, X.shape[0])
+        self._check_parameters(X)
+        w = _base.sample_weights(sample_weight, X)
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        with _base.precision_for(X.dtype):
+            self._em(X, w, warm)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most likely component of each sample (N,)."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def _em(self, X, w, warm):
+        dtype = X.dtype
+        data = jnp.asarray(self._to_data(X))
         weights = _base.as_jax(w)
-        model = self._model()
-        warm = getattr(self, "warm_start", False) and self._is_fitted()
+        model = self._model(X.shape[1])
+        n_obs = float(X.shape[0] if w is None else w.sum())
+        max_iter, converged_early = self.max_iter, False
         if warm:
-            params = self._attributes_to_params(X.dtype)
-            params0 = jax.tree.map(lambda a: a[None], params)
-            n_init = 1
+            params = self._attributes_to_params(dtype)
+            params0 = jax.tree.map(lambda a: jnp.asarray(a)[None], params)
+            if max_iter > 0:
+                # scikit-learn compares the first lower bound of a warm fit with
+                # the previous fit's; a change below tol stops after one step.
+                first = _mean_log_likelihood(model, params, X, self._to_data, w)
+                converged_early = abs(first - self.lower_bound_) < self.tol
+                max_iter = 1 if converged_early else max_iter
         else:
-            n_init = self.n_init
-            keys = jax.random.split(_base.check_random_state(self.random_state), n_init)
+            key = _base.check_random_state(self.random_state)
+            # fold_in, not split: restart i starts alike whatever n_init.
+            keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(self.n_init))
             params0 = jax.vmap(lambda k: self._init_params(k, data, weights))(keys)
+        if max_iter == 0:
+            self._set_initialisation(jax.tree.map(lambda a: np.asarray(a[0]), params0))
+            return
         model.latent.validate(model, data, weights)
         progress = (
-            _base.progress_printer(self._name, self.max_iter)
-            if getattr(self, "verbose", 0)
+            _base.progress_printer(self._name, max_iter)
+            if self.verbose
             else contextlib.nullcontext()
         )
         with progress as callback:
@@ -74,59 +122,72 @@ class MixtureEstimator(_base.EstimatorParams, SaveLoadMixin):
                 data,
                 weights,
                 None,
-                jnp.asarray(self.tol, X.dtype),
-                max_iter=self.max_iter,
+                jnp.asarray(self.tol, dtype),
+                max_iter=max_iter,
                 callback=callback,
             )
-        best = _base.best_restart(results)
+        self._keep_best(results, n_obs, X, converged_early)
+
+    def _keep_best(self, results, n_obs, X, converged_early):
+        """Keep the restart with the highest final lower bound (scikit-learn)."""
+        n_iter = np.asarray(results.n_iter)
+        history = np.asarray(results.history, np.float64)
+        status = np.asarray(results.status)
+        bounds = history[np.arange(len(n_iter)), np.maximum(n_iter, 1) - 1] / n_obs
+        ok = (status != _fitmod.Status.NONFINITE) & np.isfinite(bounds) & (n_iter > 0)
+        if not ok.any():
+            raise self._no_finite_restart(X)
+        best = int(np.argmax(np.where(ok, bounds, -np.inf)))
         result = _base.take(results, best)
-        self._set_fit_result(result, model.latent.num_observations(data, weights))
+        self.converged_ = bool(result.converged) or converged_early
+        self.n_iter_ = int(n_iter[best])
+        self.lower_bound_ = float(bounds[best])
+        self.lower_bounds_ = list(history[best, : self.n_iter_] / n_obs)
+        self.log_likelihood_ = float(result.log_likelihood)
+        self.fit_status_ = (
+            _fitmod.Status.CONVERGED
+            if self.converged_
+            else _fitmod.Status(int(result.status))
+        )
         self._params_to_attributes(jax.tree.map(np.asarray, result.params))
-        self.n_features_in_ = X.shape[1] if X.ndim > 1 else 1
         self._fit_dtype = X.dtype
         if not self.converged_:
-            _base.warn_not_converged(self._name, n_init)
-        return self
+            _base.warn_not_converged(self._name, len(n_iter))
 
-    def _set_fit_result(self, result: _fitmod.FitResult, n_obs):
-        n_iter = int(result.n_iter)
-        history = np.asarray(result.history)
-        n_obs = float(n_obs)
-        self.converged_ = bool(result.converged)
-        self.n_iter_ = n_iter
-        # scikit-learn's lower_bound_: the average log-likelihood at the last
-        # E-step, i.e. of the parameters before the final M-step.
-        self.lower_bound_ = float(history[n_iter - 1] / n_obs) if n_iter else np.nan
-        self.lower_bounds_ = list(history[:n_iter] / n_obs)
-        self.log_likelihood_ = float(result.log_likelihood)
-        self.fit_status_ = _fitmod.Status(int(result.status))
+    def _set_initialisation(self, params):
+        """``max_iter=0``: the first restart's initial values, as scikit-learn."""
+        self.converged_ = False
+        self.n_iter_ = 0
+        self.lower_bound_ = -np.inf
+        self.lower_bounds_ = []
+        self.log_likelihood_ = np.nan
+        self.fit_status_ = _fitmod.Status.MAX_ITER
+        self._params_to_attributes(params)
+        self._fit_dtype = params[next(iter(params))].dtype
 
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the most likely component of each sample (N,)."""
-        return self.fit(X, sample_weight=sample_weight).predict(X)
+    def _no_finite_restart(self, X) -> Exception:
+        return _base.FitError(
+            f"{self._name}: every initialization stopped on a NaN or infinite "
+            "log-likelihood; check the data scale and the initial values."
+        )
+
+    def _check_parameters(self, X) -> None:
+        """Validate explicit initial values against X (subclasses)."""
 
     # --------------------------------------------------------------- inference
-    def _is_fitted(self) -> bool:
-        return hasattr(self, "converged_")
-
-    def _check_fitted(self):
-        if not self._is_fitted():
-            raise _base.NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit "
-                "first."
-            )
-
-    def _table(self, X) -> jax.Array:
-        """(N, K) log p(x_n, z=k) under the fitted parameters."""
-        self._check_fitted()
-        X = self._check_X(X, fitting=False)
-        model = self._model()
-        params = self._attributes_to_params(X.dtype)
-        return _log_joint_table(model, params, self._to_data(X))
+    def _log_resp(self, X):
+        """(log p(x_n), log p(z | x_n)) under the fitted parameters, numpy."""
+        _base.check_fitted(self)
+        X = self._check_X(_base.validate_X(self, X, reset=False))
+        X = X.astype(self._fit_dtype, copy=False)
+        with _base.precision_for(self._fit_dtype):
+            model = self._model(X.shape[1])
+            params = self._attributes_to_params(self._fit_dtype)
+            return _padded_log_resp(model, params, self._to_data(X))
 
     def score_samples(self, X) -> np.ndarray:
         """Log-likelihood of each sample, (N,)."""
-        return np.asarray(jax.nn.logsumexp(self._table(X), axis=-1))
+        return self._log_resp(X)[0]
 
     def score(self, X, y=None) -> float:
         """Average log-likelihood per sample."""
@@ -134,42 +195,97 @@ class MixtureEstimator(_base.EstimatorParams, SaveLoadMixin):
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior probability of each component, (N, K); rows sum to 1."""
-        return np.asarray(jax.nn.softmax(self._table(X), axis=-1))
+        return np.exp(self._log_resp(X)[1])
 
     def predict(self, X) -> np.ndarray:
         """Most likely component of each sample, (N,) int."""
-        return np.asarray(jnp.argmax(self._table(X), axis=-1))
+        return np.argmax(self._log_resp(X)[1], axis=1)
 
     def sample(self, n_samples: int = 1):
-        """Draw ``n_samples`` from the fitted mixture: ``(X, labels)``."""
-        self._check_fitted()
-        n_samples = _base.check_positive_int("n_samples", n_samples)
-        params = self._attributes_to_params(self._fit_dtype)
-        key = _base.check_random_state(getattr(self, "random_state", None))
-        x, z = self._model().sample(key, params, n_samples)
-        return self._from_data(np.asarray(x)), np.asarray(z)
+        """Draw ``n_samples`` from the fitted mixture: ``(X, labels)``.
+
+        Args:
+            n_samples: number of samples, at least 1.
+
+        Returns:
+            X: (n_samples, d) samples; labels: (n_samples,) their components.
+        """
+        _base.check_fitted(self)
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, Integral)
+            or not 1 <= n_samples <= 2**31 - 1
+        ):
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples} . The sampling "
+                "requires at least one sample."
+            )
+        n = int(n_samples)
+        with _base.precision_for(self._fit_dtype):
+            params = self._attributes_to_params(self._fit_dtype)
+            key = _base.check_random_state(self.random_state)
+            model = self._model(self.n_features_in_)
+            x, z = _sample(model, params, key, _bucket(n))
+        return self._from_data(np.asarray(x)[:n]), np.asarray(z)[:n]
 
     def _from_data(self, x):
         return x
 
     def _n_parameters(self) -> int:
-        params = self._attributes_to_params(self._fit_dtype)
-        return self._model().num_free_parameters(params)
+        """Number of free parameters of the fitted model (for BIC/AIC)."""
+        with _base.precision_for(self._fit_dtype):
+            params = self._attributes_to_params(self._fit_dtype)
+            return int(self._model(self.n_features_in_).num_free_parameters(params))
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        X = self._check_X(X, fitting=False)
-        n = X.shape[0]
+        n = _num_rows(X)
         return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
 
     def aic(self, X) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        X = self._check_X(X, fitting=False)
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * self.score(X) * _num_rows(X) + 2 * self._n_parameters()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
 
 
-def _log_joint_table_impl(model, params, data):
-    return model.latent.table(model, params, data)
+def _num_rows(X) -> int:
+    return int(np.shape(X)[0])
 
 
-_log_joint_table = jax.jit(_log_joint_table_impl, static_argnames="model")
+def _bucket(n: int) -> int:
+    """Row count to compile for: the next power of two (at least 8), so
+    predicting on data of many sizes compiles a few programs, not one each."""
+    return max(8, 1 << (int(n) - 1).bit_length())
+
+
+def _mean_log_likelihood(model, params, X, to_data, w) -> float:
+    log_prob, _ = _padded_log_resp(model, params, to_data(X))
+    if w is None:
+        return float(np.mean(log_prob))
+    return float(np.sum(w * log_prob) / np.sum(w))
+
+
+def _padded_log_resp(model, params, data):
+    data = np.asarray(data)
+    n = data.shape[0]
+    pad = _bucket(n) - n
+    padded = np.concatenate([data, np.repeat(data[:1], pad, axis=0)])
+    log_prob, log_resp = _log_resp_jit(model, params, padded)
+    return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n]
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _log_resp_jit(model, params, data):
+    table = model.latent.table(model, params, data)
+    log_prob = jax.nn.logsumexp(table, axis=1)
+    return log_prob, table - log_prob[:, None]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "n"))
+def _sample(model, params, key, n):
+    return model.sample(key, params, n)

@@ -6,6 +6,7 @@ otherwise gradient ascent with optax) and runs the whole fit as one compiled
 ``lax.while_loop`` that works under ``jax.jit`` and ``jax.vmap``.
 """
 
+import importlib as _importlib
 from importlib import metadata as _metadata
 
 from . import constraints as constraints
@@ -34,13 +35,6 @@ from ._online import OnlineState as OnlineState
 from ._online import fit_minibatch as fit_minibatch
 from ._online import online_init as online_init
 from ._online import online_update as online_update
-from ._selection import SelectionResult as SelectionResult
-from ._selection import select_gaussian_mixture as select_gaussian_mixture
-from .estimators import BinomialMixture as BinomialMixture
-from .estimators import CategoricalHMM as CategoricalHMM
-from .estimators import GaussianHMM as GaussianHMM
-from .estimators import GaussianMixture as GaussianMixture
-from .estimators import PoissonHMM as PoissonHMM
 
 try:
     __version__ = _metadata.version("jaxem")
@@ -85,3 +79,29 @@ __all__ += [
 ]
 
 __all__ += ["Gaussian", "GaussianPosterior"]
+
+# The estimator layer (and scikit-learn under it) is imported on first use, so
+# ``import jaxem`` for the functional core stays light. Add an estimator here,
+# not as an eager ``from .estimators import ...`` above.
+_LAZY = {
+    "BinomialMixture": "estimators",
+    "CategoricalHMM": "estimators",
+    "GaussianHMM": "estimators",
+    "GaussianMixture": "estimators",
+    "PoissonHMM": "estimators",
+    "SelectionResult": "_selection",
+    "select_gaussian_mixture": "_selection",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jaxem' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

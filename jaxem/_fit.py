@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import functools
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -12,10 +11,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import _mstep, _validation
+from . import _buckets, _compile_cache, _mstep, _validation
 from . import constraints as _constraints
-from ._latent import EStep
+from ._latent import Categorical, EStep, MarkovChain, _markov_chain
 from ._model import LatentModel
+
+MAX_ITER = 10_000_000
+"""Upper bound on ``max_iter``: the fit keeps a history of that many floats
+(80 MB in float64), so a larger value is refused before anything is allocated.
+"""
 
 
 class Status(enum.IntEnum):
@@ -79,51 +83,156 @@ def has_converged(log_likelihood, previous, num_observations, tol):
     return jnp.abs(log_likelihood - previous) < tol * num_observations
 
 
-def _e_step(model, params, data, weights, lengths) -> EStep:
-    return model.latent.e_step(model, params, data, weights, lengths)
+def _e_step(model, params, data, weights, lengths, mask=None) -> EStep:
+    estep = model.latent.e_step(model, params, data, weights, lengths)
+    if mask is None:
+        return estep
+
+    # Padding rows (mask False) get posterior 0, so statistics that ignore
+    # ``weights`` still count only the real rows.
+    def zero(p):
+        return jnp.where(mask.reshape((-1,) + (1,) * (p.ndim - 1)), p, 0)
+
+    return estep._replace(posterior=jax.tree.map(zero, estep.posterior))
 
 
 _e_step_jit = jax.jit(_e_step, static_argnames="model")
+
+
+class _Padded(NamedTuple):
+    """Data padded to a size bucket (``_pad``), and how to undo it."""
+
+    data: Any
+    weights: Any
+    lengths: Any
+    mask: Any  # (M,) bool real rows (Categorical), else None
+    num_rows: int | None  # N (Categorical) or B (MarkovChain); None: unpadded
+    num_steps: int | None  # T (MarkovChain)
+
+
+def _float_dtype(*trees):
+    """The float dtype the fit computes in: that of the float leaves given."""
+    floats = [
+        leaf
+        for leaf in jax.tree.leaves(trees)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+    ]
+    dtype = jnp.result_type(*floats) if floats else float
+    return jax.dtypes.canonicalize_dtype(dtype)
+
+
+def _is_paddable(data) -> bool:
+    leaves = jax.tree.leaves(data)
+    if not leaves or not _validation.is_concrete(data):
+        return False
+    # Sharded data keep their layout: padding would re-shard them.
+    return not any(
+        isinstance(x, jax.Array) and len(x.sharding.device_set) > 1 for x in leaves
+    )
+
+
+def _pad(model, params, data, weights, lengths) -> _Padded:
+    """Pad concrete data to a size bucket, so the compiled program is reused.
+
+    Only ``Categorical`` and ``MarkovChain`` data are padded (exactly: see
+    ``jaxem._buckets``); traced or sharded data, and other latent structures,
+    pass through unchanged.
+    """
+    latent = model.latent
+    unpadded = _Padded(data, weights, lengths, None, None, None)
+    if not _is_paddable(data) or not _validation.is_concrete(weights, lengths):
+        return unpadded
+    shapes = {jnp.shape(x)[: latent.num_batch_axes] for x in jax.tree.leaves(data)}
+    if len(shapes) != 1 or len(next(iter(shapes))) != latent.num_batch_axes:
+        return unpadded
+    if isinstance(latent, Categorical):
+        n = next(iter(shapes))[0]
+        data, weights, mask = _buckets.pad_observations(
+            data, weights, _float_dtype(params, data)
+        )
+        return _Padded(data, weights, None, mask, n, None)
+    if isinstance(latent, MarkovChain):
+        b, t = next(iter(shapes))
+        data, lengths, weights = _buckets.pad_sequences(data, lengths, weights)
+        return _Padded(data, weights, lengths, None, b, t)
+    return unpadded
+
+
+def _unpad_posterior(padded: _Padded, posterior):
+    """The posterior of the real rows (sequences and steps) only."""
+    if padded.num_rows is None:
+        return posterior
+    if padded.num_steps is None:
+        return _buckets.unpad_rows(posterior, padded.num_rows)
+    b, t = padded.num_rows, padded.num_steps
+    return posterior._replace(
+        marginals=posterior.marginals[:b, :t], transitions=posterior.transitions[:b]
+    )
+
+
+def _history_size(max_iter: int) -> int:
+    """The history buffer's length: a power of two >= max_iter (at least 128),
+    so a new ``max_iter`` rarely needs a new program."""
+    return max(128, 1 << (int(max_iter) - 1).bit_length())
+
+
+def check_max_iter(max_iter, name: str = "max_iter") -> int:
+    """``max_iter`` as an int in [0, MAX_ITER], else a ``ValueError``."""
+    if (
+        isinstance(max_iter, bool)
+        or not isinstance(max_iter, numbers.Integral)
+        or not 0 <= max_iter <= MAX_ITER
+    ):
+        raise ValueError(
+            f"{name}: expected an int in [0, {MAX_ITER}], got {max_iter!r}"
+        )
+    return int(max_iter)
 
 
 def _select(pred, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "model",
-        "max_iter",
-        "m_step_optimizer",
-        "m_step_iters",
-        "frozen",
-        "callback",
-    ),
+FIT_STATIC_ARGNAMES = (
+    "model",
+    "history_size",
+    "m_step_optimizer",
+    "m_step_iters",
+    "frozen",
+    "callback",
 )
-def _fit(
+
+
+def fit_loop(
     model,
     params0,
     data,
     weights,
     lengths,
+    mask,
     tol,
-    *,
     max_iter,
+    *,
+    history_size,
     m_step_optimizer,
     m_step_iters,
     frozen,
     callback,
 ):
+    """The traceable EM loop behind :func:`fit` (history of ``history_size``).
+
+    ``max_iter`` and ``tol`` are traced: a new value reuses the program.
+    ``mask`` (None or (N,) bool) marks the real rows of padded data.
+    """
     n = model.latent.num_observations(data, weights, lengths)
-    estep0 = _e_step(model, params0, data, weights, lengths)
+    estep0 = _e_step(model, params0, data, weights, lengths, mask)
     dtype = estep0.log_likelihood.dtype
     nonfinite = ~jnp.isfinite(estep0.log_likelihood)
     state = _FitState(
         params=params0,
         estep=estep0,
         iteration=jnp.asarray(0),
-        history=jnp.full((max_iter,), jnp.nan, dtype),
+        history=jnp.full((history_size,), jnp.nan, dtype),
         previous=jnp.asarray(jnp.nan, dtype),
         converged=jnp.asarray(False),
         status=jnp.where(nonfinite, Status.NONFINITE, Status.MAX_ITER),
@@ -148,7 +257,7 @@ def _fit(
             optimizer=m_step_optimizer,
             num_iters=m_step_iters,
         )
-        estep = _e_step(model, params, data, weights, lengths)
+        estep = _e_step(model, params, data, weights, lengths, mask)
         bad = ~jnp.isfinite(estep.log_likelihood)
         # A non-finite step ends the loop, so only the previous likelihood is
         # needed with the previous params; the posterior is never read again
@@ -182,6 +291,9 @@ def _fit(
     )
 
 
+_fit = jax.jit(fit_loop, static_argnames=FIT_STATIC_ARGNAMES)
+
+
 def fit(
     model: LatentModel,
     params0: Any,
@@ -209,7 +321,8 @@ def fit(
             leading axes (B, T) for ``MarkovChain``.
         weights: optional non-negative (N,) (or (B,) per-sequence) weights.
         lengths: (B,) valid lengths of padded sequences (``MarkovChain`` only).
-        max_iter: maximum number of iterations (static).
+        max_iter: maximum number of iterations (at most ``MAX_ITER``). A new
+            value reuses the compiled program.
         tol: stop when the average log-likelihood per observation (per time step
             for chains) changes by less than ``tol``.
         m_step_optimizer: optax optimiser for the gradient M-step (default
@@ -242,8 +355,14 @@ def fit(
     """
     if not isinstance(model, LatentModel):
         raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r}")
-    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter: expected a positive int, got {max_iter!r}")
+    if (
+        isinstance(max_iter, bool)
+        or not isinstance(max_iter, numbers.Integral)
+        or not 1 <= max_iter <= MAX_ITER
+    ):
+        raise ValueError(
+            f"max_iter: expected a positive int (at most {MAX_ITER}), got {max_iter!r}"
+        )
     if m_step_iters is not None and (
         not isinstance(m_step_iters, numbers.Integral) or m_step_iters < 1
     ):
@@ -251,25 +370,25 @@ def fit(
     frozen = tuple(frozen)
     if _validation.is_concrete(params0, data, weights, lengths, tol):
         _validate(model, params0, data, weights, lengths, tol, frozen)
-    data = jax.tree.map(jnp.asarray, data)
-    params0 = jax.tree.map(jnp.asarray, params0)
-    if weights is not None:
-        weights = jnp.asarray(weights)
-    if lengths is not None:
-        lengths = jnp.asarray(lengths)
-    return _fit(
+    _compile_cache.enable()
+    padded = _pad(model, params0, data, weights, lengths)
+    result = _fit(
         model,
         params0,
-        data,
-        weights,
-        lengths,
-        jnp.asarray(tol),
-        max_iter=int(max_iter),
+        padded.data,
+        padded.weights,
+        padded.lengths,
+        padded.mask,
+        tol,
+        max_iter,
+        history_size=_history_size(max_iter),
         m_step_optimizer=m_step_optimizer,
         m_step_iters=m_step_iters,
         frozen=frozen,
         callback=callback,
     )
+    result = result._replace(history=result.history[..., :max_iter])
+    return result
 
 
 def _validate(model, params0, data, weights, lengths, tol, frozen):
@@ -305,7 +424,7 @@ def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
         >>> bool(jnp.allclose(resp.sum(axis=1), 1.0))
         True
     """
-    return _e_step_jit(model, params, data, None, lengths).posterior
+    return e_step(model, params, data, lengths=lengths).posterior
 
 
 def log_likelihood(
@@ -330,4 +449,25 @@ def log_likelihood(
         >>> float(jaxem.log_likelihood(model, params, heads)) < 0
         True
     """
-    return _e_step_jit(model, params, data, weights, lengths).log_likelihood
+    return e_step(model, params, data, weights=weights, lengths=lengths).log_likelihood
+
+
+def e_step(model, params, data, *, weights=None, lengths=None) -> EStep:
+    """A compiled E-step for concrete data, padded to a size bucket.
+
+    The program is compiled once per model and size bucket; the posterior and
+    the per-item log-likelihoods of the real rows (sequences) are returned.
+    """
+    _compile_cache.enable()
+    if isinstance(model.latent, MarkovChain):
+        data = _markov_chain._as_batch(model, data)
+    padded = _pad(model, params, data, weights, lengths)
+    estep = _e_step_jit(
+        model, params, padded.data, padded.weights, padded.lengths, padded.mask
+    )
+    if padded.num_rows is None:
+        return estep
+    return estep._replace(
+        posterior=_unpad_posterior(padded, estep.posterior),
+        per_item=estep.per_item[: padded.num_rows],
+    )

@@ -47,8 +47,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from .. import _compile_cache, _progress, _validation
 from .. import _fit as _fitmod
-from .. import _progress, _validation
 
 NotFittedError = sklearn.exceptions.NotFittedError
 """scikit-learn's own: raised when an estimator is used before ``fit``."""
@@ -148,26 +148,43 @@ def sample_weights(sample_weight, X) -> np.ndarray | None:
     return w
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_iter", "frozen", "callback"))
 def fit_restarts(
     model, params0, data, weights, lengths, tol, *, max_iter, frozen=(), callback=None
 ):
     """Run ``jaxem.fit`` for a stack of initial parameters (leading axis R).
 
-    All restarts run as one vmapped program; returns a batched ``FitResult``.
+    All restarts run as one vmapped program; returns a batched ``FitResult``
+    whose ``history`` has shape (R, max_iter). Concrete data are padded to a
+    size bucket (exactly, see ``jaxem._buckets``) and ``max_iter`` and ``tol``
+    are not compile-time constants, so a fit on other data sizes or with
+    another ``max_iter`` reuses the compiled program.
     """
+    max_iter = _fitmod.check_max_iter(max_iter)
+    _compile_cache.enable()
+    padded = _fitmod._pad(model, params0, data, weights, lengths)
+    results = _fit_restarts(
+        model,
+        params0,
+        padded.data,
+        padded.weights,
+        padded.lengths,
+        padded.mask,
+        tol,
+        max_iter,
+        history_size=_fitmod._history_size(max_iter),
+        m_step_optimizer=None,
+        m_step_iters=None,
+        frozen=tuple(frozen),
+        callback=callback,
+    )
+    return results._replace(history=results.history[:, :max_iter])
 
+
+@functools.partial(jax.jit, static_argnames=_fitmod.FIT_STATIC_ARGNAMES)
+def _fit_restarts(model, params0, data, weights, lengths, mask, tol, max_iter, **kw):
     def one(p):
-        return _fitmod.fit(
-            model,
-            p,
-            data,
-            weights=weights,
-            lengths=lengths,
-            max_iter=max_iter,
-            tol=tol,
-            frozen=frozen,
-            callback=callback,
+        return _fitmod.fit_loop(
+            model, p, data, weights, lengths, mask, tol, max_iter, **kw
         )
 
     if jax.tree.leaves(params0)[0].shape[0] == 1:

@@ -1,0 +1,206 @@
+"""Compile once: size buckets pad exactly, and a new size or max_iter reuses
+the compiled program (counted by traces of a user's log-density)."""
+
+import jax.numpy as jnp
+import jax.scipy.stats as st
+import numpy as np
+import pytest
+
+import jaxem
+from jaxem import _buckets
+from jaxem import _fit as _fitmod
+from jaxem._latent import _markov_chain
+from jaxem.estimators import _base
+
+RNG = np.random.default_rng(0)
+X = np.concatenate([RNG.normal(-2, 1, (70, 2)), RNG.normal(2, 0.7, (80, 2))])
+GMM = jaxem.models.gaussian_mixture(2, 2)
+GMM0 = {
+    "weights": np.array([0.5, 0.5]),
+    "means": np.array([[-1.0, 0.0], [1.0, 0.5]]),
+    "covariances": np.stack([np.eye(2)] * 2),
+}
+HEADS = np.array([5.0, 9.0, 8.0, 4.0, 7.0, 6.0, 9.0])
+
+
+def _coin_log_joint(params, x, z):
+    return jnp.log(0.5) + st.binom.logpmf(x, 10, params["p"][z])
+
+
+def _coin_stats(data, resp, weights):  # ignores weights on purpose
+    return {"heads": resp.T @ data, "tosses": 10 * resp.sum(0)}
+
+
+COINS = jaxem.LatentModel(
+    _coin_log_joint,
+    jaxem.Categorical(2),
+    constraints={"p": jaxem.constraints.unit_interval},
+    m_step=jaxem.ClosedForm(_coin_stats, lambda s, p: {"p": s["heads"] / s["tosses"]}),
+)
+
+
+def unpadded_fit(model, params0, data, weights=None, lengths=None, max_iter=15):
+    """The fit loop on the data as given (no padding)."""
+    result = _fitmod._fit(
+        model,
+        params0,
+        data,
+        weights,
+        lengths,
+        None,
+        0.0,
+        max_iter,
+        history_size=max_iter,
+        m_step_optimizer=None,
+        m_step_iters=None,
+        frozen=(),
+        callback=None,
+    )
+    return result
+
+
+def assert_same_fit(padded, plain, rtol=1e-12):
+    for a, b in zip(
+        jaxem_leaves(padded.params), jaxem_leaves(plain.params), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-13)
+    np.testing.assert_allclose(padded.history, plain.history, rtol=rtol)
+    np.testing.assert_allclose(padded.log_likelihood, plain.log_likelihood, rtol=rtol)
+    assert int(padded.n_iter) == int(plain.n_iter)
+
+
+def jaxem_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_buckets_are_few_and_waste_little():
+    sizes = np.arange(1, 200_000)
+    buckets = np.array([_buckets.bucket(n) for n in sizes])
+    assert np.all(buckets >= sizes) and np.all(np.diff(buckets) >= 0)
+    assert np.all(buckets[sizes > 4096] < 1.25 * sizes[sizes > 4096])
+    assert np.all(buckets[sizes > 65536] < 1.0625 * sizes[sizes > 65536])
+    assert len(set(buckets.tolist())) < 70
+    assert _buckets.bucket(3, minimum=16) == 16
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_padded_mixture_fit_equals_unpadded(weighted):
+    w = RNG.uniform(0.5, 2.0, X.shape[0]) if weighted else None
+    padded = jaxem.fit(GMM, GMM0, X, weights=w, max_iter=15, tol=0.0)
+    assert padded.history.shape == (15,)
+    assert_same_fit(padded, unpadded_fit(GMM, GMM0, X, w))
+
+
+def test_padding_rows_get_zero_posterior_so_weightless_stats_stay_right():
+    params = {"p": np.array([0.4, 0.7])}
+    data, weights, mask = _buckets.pad_observations(HEADS, None, np.float64)
+    assert data.shape == (1024,)
+    estep = _fitmod._e_step_jit(COINS, params, data, weights, None, mask)
+    post = np.asarray(estep.posterior)
+    assert np.all(post[len(HEADS) :] == 0.0)
+    plain = _fitmod._e_step_jit(COINS, params, HEADS, None, None)
+    np.testing.assert_allclose(post[: len(HEADS)], plain.posterior, rtol=1e-14)
+    np.testing.assert_allclose(estep.log_likelihood, plain.log_likelihood, rtol=1e-14)
+    got = jaxem.posterior(COINS, params, HEADS)
+    assert got.shape == (len(HEADS), 2)
+    padded = jaxem.fit(COINS, params, HEADS, max_iter=15, tol=0.0)
+    assert_same_fit(padded, unpadded_fit(COINS, params, HEADS))
+
+
+def _hmm_case():
+    lengths = np.array([17, 11, 5])
+    x = RNG.normal(size=(3, 17, 1)) + np.where(RNG.random((3, 17, 1)) < 0.5, 2, -2)
+    params = {
+        "startprob": np.array([0.6, 0.4]),
+        "transmat": np.array([[0.8, 0.2], [0.3, 0.7]]),
+        "means": np.array([[-1.0], [1.0]]),
+        "covars": np.array([[1.0], [1.5]]),
+    }
+    return x, lengths, params
+
+
+def test_padded_chain_fit_and_viterbi_equal_unpadded():
+    x, lengths, params = _hmm_case()
+    model = jaxem.models.gaussian_hmm(2, 1)
+    padded = jaxem.fit(model, params, x, lengths=lengths, max_iter=10, tol=0.0)
+    assert_same_fit(padded, unpadded_fit(model, params, x, None, lengths, 10))
+    paths = jaxem.viterbi(model, params, x, lengths=lengths)
+    assert paths.shape == (3, 17)
+    want = _markov_chain._viterbi_jit(model, params, x, lengths)[0]
+    np.testing.assert_array_equal(paths, want)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["scan", "parallel"])
+def test_padded_chain_e_step_equals_unpadded(parallel):
+    x, lengths, params = _hmm_case()
+    model = jaxem.models.gaussian_hmm(2, 1, parallel=parallel)
+    plain = _fitmod._e_step_jit(model, params, x, None, lengths)
+    got = _fitmod.e_step(model, params, x, lengths=lengths)
+    assert got.posterior.marginals.shape == (3, 17, 2)
+    for a, b in zip(got.posterior, plain.posterior, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got.per_item, plain.per_item, rtol=1e-12)
+    np.testing.assert_allclose(got.log_likelihood, plain.log_likelihood, rtol=1e-12)
+
+
+def _counting_model():
+    traces = []
+
+    def log_joint(params, x, z):
+        traces.append(1)
+        return jnp.log(params["w"][z]) + st.norm.logpdf(x, params["mu"][z])
+
+    def stats(data, resp, weights):
+        resp = resp * weights[:, None] if weights is not None else resp
+        return {"n": resp.sum(0), "sx": resp.T @ data}
+
+    model = jaxem.LatentModel(
+        log_joint,
+        jaxem.Categorical(2),
+        constraints={"w": jaxem.constraints.simplex},
+        m_step=jaxem.ClosedForm(
+            stats, lambda s, p: {"w": s["n"] / s["n"].sum(), "mu": s["sx"] / s["n"]}
+        ),
+    )
+    return model, traces
+
+
+def test_new_size_max_iter_and_tol_reuse_the_compiled_fit():
+    model, traces = _counting_model()
+    params = {"w": np.array([0.5, 0.5]), "mu": np.array([-1.0, 1.0])}
+    x = X[:, 0]
+    first = jaxem.fit(model, params, x, max_iter=50)
+    count = len(traces)
+    assert count > 0
+    second = jaxem.fit(model, params, x[:120], max_iter=80, tol=1e-8)
+    third = jaxem.fit(model, params, x[:100], weights=np.ones(100), max_iter=3)
+    assert len(traces) == count
+    assert first.history.shape == (50,) and second.history.shape == (80,)
+    assert third.history.shape == (3,) and int(third.n_iter) == 3
+    jaxem.posterior(model, params, x)
+    count = len(traces)
+    jaxem.posterior(model, params, x[:130])
+    jaxem.log_likelihood(model, params, x[:140])
+    assert len(traces) == count
+
+
+def test_fit_restarts_pads_and_reuses_its_program():
+    model, traces = _counting_model()
+    stacked = {"w": np.full((3, 2), 0.5), "mu": np.array([[-1.0, 1.0]] * 3)}
+    x = X[:, 0]
+    results = _base.fit_restarts(model, stacked, x, None, None, 1e-6, max_iter=40)
+    count = len(traces)
+    assert results.history.shape == (3, 40)
+    again = _base.fit_restarts(model, stacked, x[:110], None, None, 1e-6, max_iter=9)
+    assert len(traces) == count and again.history.shape == (3, 9)
+    one = jaxem.fit(model, _base.take(stacked, 0), x, max_iter=40, tol=1e-6)
+    np.testing.assert_allclose(_base.take(results, 0).history, one.history, rtol=1e-12)
+
+
+def test_absurd_max_iter_is_refused_before_allocating():
+    with pytest.raises(ValueError, match="max_iter: expected a positive int"):
+        jaxem.fit(COINS, {"p": np.array([0.4, 0.7])}, HEADS, max_iter=10**12)
+    with pytest.raises(ValueError, match="max_iter"):
+        _base.fit_restarts(COINS, {}, HEADS, None, None, 0.0, max_iter=10**12)

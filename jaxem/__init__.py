@@ -78,13 +78,14 @@ __all__ += [
     "viterbi",
 ]
 
-__all__ += ["Gaussian", "GaussianPosterior"]
+__all__ += ["FactorAnalysis", "Gaussian", "GaussianPosterior"]
 
 # The estimator layer (and scikit-learn under it) is imported on first use, so
 # ``import jaxem`` for the functional core stays light. Add an estimator here,
 # not as an eager ``from .estimators import ...`` above.
 _LAZY = {
     "BinomialMixture": "estimators",
+    "FactorAnalysis": "estimators",
     "CategoricalHMM": "estimators",
     "GaussianHMM": "estimators",
     "GaussianMixture": "estimators",

@@ -22,3 +22,7 @@ from ._hmm import GaussianHMM as GaussianHMM  # noqa: E402
 from ._hmm import PoissonHMM as PoissonHMM  # noqa: E402
 
 __all__ += ["CategoricalHMM", "ConvergenceMonitor", "GaussianHMM", "PoissonHMM"]
+
+from ._factor_analysis import FactorAnalysis as FactorAnalysis  # noqa: E402
+
+__all__ += ["FactorAnalysis"]

@@ -19,3 +19,8 @@ __all__ += [
     "hmm_factors",
     "poisson_hmm",
 ]
+
+from ._factor_analysis import factor_analysis as factor_analysis  # noqa: E402
+from ._factor_analysis import probabilistic_pca as probabilistic_pca  # noqa: E402
+
+__all__ += ["factor_analysis", "probabilistic_pca"]

@@ -15,16 +15,19 @@ compiled ``lax.scan``.
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from . import _mstep, _validation
+from . import _model_checks, _mstep, _validation
 from . import constraints as _constraints
 from ._fit import FitResult, Status
 from ._model import LatentModel
+
+MAX_EPOCHS = 10_000_000
+"""Upper bound on ``num_epochs`` (the history keeps one float per epoch)."""
 
 
 class OnlineState(NamedTuple):
@@ -70,8 +73,14 @@ def online_init(model: LatentModel, params0: Any, example_batch: Any) -> OnlineS
         2
     """
     _check_model(model)
-    if _validation.is_concrete(params0):
+    if _validation.is_concrete(params0, example_batch):
+        _validation.check_data_leaves(
+            "example_batch", example_batch, model.latent.num_batch_axes
+        )
+        _validation.check_params_finite("params0", params0)
         _constraints.check_params(model.constraints, params0, "params0")
+    params0 = _validation.as_float_params(params0, example_batch)
+    _model_checks.check_model(model, params0, example_batch)
     post = jax.eval_shape(
         lambda p, b: model.latent.e_step(model, p, b).posterior, params0, example_batch
     )
@@ -85,7 +94,6 @@ def online_init(model: LatentModel, params0: Any, example_batch: Any) -> OnlineS
     return OnlineState(jax.tree.map(jnp.asarray, params0), stats, jnp.asarray(0))
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
 def online_update(
     model: LatentModel,
     state: OnlineState,
@@ -107,7 +115,43 @@ def online_update(
     Returns:
         ``(new_state, batch_log_likelihood)``, the latter at the parameters
         before the update.
+
+    Raises:
+        ValueError: for a model without a closed form, a ``state`` that is not
+            an ``OnlineState``, bad batch, weights or step sizes (values checked
+            when concrete).
     """
+    _check_model(model)
+    if not isinstance(state, OnlineState):
+        raise ValueError(
+            f"state: expected a jaxem.OnlineState (from jaxem.online_init), got "
+            f"{state!r:.60}"
+        )
+    if _validation.is_concrete(batch, weights):
+        (n,) = _validation.check_data_leaves(
+            "batch", batch, model.latent.num_batch_axes
+        )[:1]
+        _validation.check_weights("weights", weights, n)
+    _check_step_sizes(step_exponent, step_offset)
+    return _online_update(model, state, batch, weights, step_exponent, step_offset)
+
+
+def _check_step_sizes(step_exponent, step_offset) -> None:
+    if _validation.is_concrete(step_exponent) and not (
+        0.5 < _validation.check_tolerance("step_exponent", step_exponent) <= 1.0
+    ):
+        raise ValueError(
+            f"step_exponent: expected a number in (0.5, 1], got {step_exponent!r}"
+        )
+    if _validation.is_concrete(step_offset) and not (
+        _validation.check_tolerance("step_offset", step_offset) >= 1.0
+    ):
+        raise ValueError(f"step_offset: expected a number >= 1, got {step_offset!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _online_update(model, state, batch, weights, step_exponent, step_offset):
+    """:func:`online_update` without argument checks (compiled)."""
     estep = model.latent.e_step(model, state.params, batch, weights)
     count = model.latent.num_observations(batch, weights)
     batch_stats = _mstep.call_stats(
@@ -168,23 +212,20 @@ def fit_minibatch(
         [0.2, 0.8]
     """
     _check_model(model)
-    for name, value in (("batch_size", batch_size), ("num_epochs", num_epochs)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Integral)
-            or (value < 1)
-        ):
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    if not 0.5 < float(step_exponent) <= 1.0:
-        raise ValueError(
-            f"step_exponent: expected a number in (0.5, 1], got {step_exponent!r}"
-        )
+    batch_size = _validation.check_int("batch_size", batch_size)
+    num_epochs = _validation.check_int("num_epochs", num_epochs, high=MAX_EPOCHS)
+    _check_step_sizes(step_exponent, 1.0)
+    _check_key(key)
     if _validation.is_concrete(params0, data, weights):
         model.latent.validate(model, data, weights)
+        _validation.check_params_finite("params0", params0)
         _constraints.check_params(model.constraints, params0, "params0")
+    # A batch larger than the data is the whole data (padding rows weigh 0).
+    batch_size = min(batch_size, jax.tree.leaves(data)[0].shape[0])
     key = jax.random.key(0) if key is None else key
     data = jax.tree.map(jnp.asarray, data)
-    params0 = jax.tree.map(jnp.asarray, params0)
+    params0 = _validation.as_float_params(params0, data)
+    _model_checks.check_model(model, params0, data, weights)
     weights = None if weights is None else jnp.asarray(weights)
     return _fit_minibatch(
         model,
@@ -196,6 +237,24 @@ def fit_minibatch(
         batch_size=int(batch_size),
         num_epochs=int(num_epochs),
     )
+
+
+def _check_key(key) -> None:
+    """None, a typed key (``jax.random.key``) or a legacy uint32 (2,) key."""
+    if key is None:
+        return
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(
+        key.dtype, jax.dtypes.prng_key
+    )
+    legacy = (
+        isinstance(key, jax.Array | np.ndarray)
+        and key.shape == (2,)
+        and key.dtype == np.uint32
+    )
+    if not (typed or legacy):
+        raise ValueError(
+            f"key: expected a jax.random.key(...) or None, got {key!r:.60}"
+        )
 
 
 @functools.partial(jax.jit, static_argnames=("model", "batch_size", "num_epochs"))
@@ -224,7 +283,7 @@ def _fit_minibatch(
 
         def step(state, index):
             batch, w = gather(index)
-            return online_update(model, state, batch, w, step_exponent)
+            return _online_update(model, state, batch, w, step_exponent, 1.0)
 
         state, lls = jax.lax.scan(step, state, order)
         return state, jnp.sum(lls)

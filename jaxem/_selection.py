@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _validation
 from .estimators._gmm import GaussianMixture
 from .models._gmm import COVARIANCE_TYPES
 
@@ -93,7 +95,7 @@ def select_gaussian_mixture(
     """
     if criterion not in ("bic", "aic"):
         raise ValueError(f"criterion: expected 'bic' or 'aic', got {criterion!r}")
-    counts = tuple(int(k) for k in np.atleast_1d(n_components))
+    counts = _component_counts(n_components)
     types = (
         (covariance_types,)
         if isinstance(covariance_types, str)
@@ -109,6 +111,8 @@ def select_gaussian_mixture(
                 f"covariance_types: expected a subset of {COVARIANCE_TYPES}, got {t!r}"
             )
     X = np.asarray(X)
+    if sample_weight is not None:
+        _validation.check_weights("sample_weight", sample_weight, len(X))
     shape = (len(counts), len(types))
     bic, aic, n_par = np.empty(shape), np.empty(shape), np.zeros(shape, int)
     best, best_value, best_cell = None, np.inf, (0, 0)
@@ -132,3 +136,16 @@ def select_gaussian_mixture(
         counts[best_cell[0]],
         types[best_cell[1]],
     )
+
+
+def _component_counts(n_components) -> tuple[int, ...]:
+    """``n_components`` (an int or a sequence of ints) as a tuple of ints."""
+    values = np.atleast_1d(np.asarray(n_components, dtype=object))
+    if values.ndim != 1 or not all(
+        isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in values
+    ):
+        raise ValueError(
+            f"n_components: expected an int or a sequence of ints, got "
+            f"{n_components!r:.60}"
+        )
+    return tuple(int(k) for k in values)

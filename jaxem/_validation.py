@@ -110,9 +110,12 @@ def check_int(name: str, value: Any, low: int = 1, high: int = 2**31 - 1) -> int
         or not isinstance(value, numbers.Integral)
         or not low <= value <= high
     ):
-        raise ValueError(
-            f"{name}: expected an int in [{low}, {high}], got {value!r:.60}"
+        wanted = (
+            f"a positive int (at most {high})"
+            if low == 1
+            else f"an int in [{low}, {high}]"
         )
+        raise ValueError(f"{name}: expected {wanted}, got {value!r:.60}")
     return int(value)
 
 

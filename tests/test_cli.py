@@ -310,22 +310,33 @@ def test_fit_gmm_npy_float32(capsys, tmp_path):
 
 
 def test_float64_with_jax_defaults_and_warnings_as_errors(tmp_path):
-    # A user's process: 64-bit off, python -W error. The CLI computes in
-    # float64 without a warning and leaves the configuration as it was.
+    # A user's process: 64-bit off, python -W error, no cache configured. The
+    # CLI turns on jaxem's persistent cache before anything compiles, computes
+    # in float64 without a warning and leaves the precision as it was.
     script = textwrap.dedent(
         f"""
-        import jax, numpy as np, jaxem
+        import os, jax, numpy as np, jaxem
+        from jaxem import _compile_cache
         from jaxem.cli import main
+        assert main(["fit", "gmm", "missing.csv"]) == 2  # before any compile
+        cache = str(_compile_cache.default_dir())  # under XDG_CACHE_HOME
+        assert jax.config.jax_compilation_cache_dir == cache
         code = main(["fit", "coins", {str(jaxem.data.path("coins"))!r},
                      "--out", {str(tmp_path / "c.npz")!r}, "--no-progress"])
         assert code == 0, code
         assert not jax.config.jax_enable_x64, "x64 left on"
         est = jaxem.load({str(tmp_path / "c.npz")!r})
         assert np.asarray(est.p_).dtype == np.float64, est.p_.dtype
+        assert os.listdir(cache), "nothing cached"
         print("ok")
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JAX_ENABLE_X64", "JAX_COMPILATION_CACHE_DIR", "JAXEM_NO_CACHE")
+    }
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-c", script],
         capture_output=True,
@@ -334,7 +345,7 @@ def test_float64_with_jax_defaults_and_warnings_as_errors(tmp_path):
         env=env,
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
-    assert proc.stderr == "", proc.stderr
+    assert proc.stderr == "jaxem fit: error: missing.csv: no such file\n"
 
 
 def test_fit_coins_tosses_and_trajectory(capsys, tmp_path):

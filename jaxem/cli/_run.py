@@ -8,7 +8,10 @@ A command runs inside :func:`session`, which
   configuration as it was;
 - prints warnings as one ``jaxem: warning:`` line each (never a traceback,
   even under ``python -W error``), and replaces the advice "try a looser tol"
-  after ``--tol 0``, which never stops early by design.
+  after ``--tol 0``, which never stops early by design;
+- turns on jaxem's persistent compilation cache before anything compiles
+  (unless the user configured or disabled one: see ``jaxem._compile_cache``),
+  so a second ``jaxem fit`` of the same shapes starts warm.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from ._args import PROG
 
 @contextlib.contextmanager
 def session(args):
-    """Run one command with scoped precision and one-line warnings."""
+    """Run one command with scoped precision, one-line warnings and the cache."""
     import jax
 
+    from .. import _compile_cache
+
+    _compile_cache.enable()
     with jax.enable_x64(not getattr(args, "float32", False)):
         with _one_line_warnings(getattr(args, "tol", None)):
             yield

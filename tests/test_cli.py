@@ -372,8 +372,9 @@ def test_fit_coins_tosses_and_trajectory(capsys, tmp_path):
     assert "looser tol" not in err and "--tol 0 never stops early by design" in err
     est = jaxem.BinomialMixture.load(tmp_path / "c.npz")
     heads = jaxem.data.load_coins().sum(1).astype(float)
-    path = _plots.coin_trajectory(est, heads)
-    assert path.shape == (est.n_iter_ + 1, 2)
+    notes = []
+    path = _plots.coin_trajectory(est, heads, note=notes.append)
+    assert path.shape == (est.n_iter_ + 1, 2) and notes == []
     np.testing.assert_allclose(path[-1], est.p_, rtol=1e-10)
 
 

@@ -128,7 +128,7 @@ def _coins(out, seed, progress) -> list[pathlib.Path]:
         )
         ll = float(result.log_likelihood)
     seconds = time.perf_counter() - start
-    path, _ = _plots.em_path(model, params0, heads, 10, 0.0, frozen=("weights",))
+    path = _plots.em_path(model, params0, heads, 10, frozen=("weights",))
     theta = np.stack([p["p"] for p in path])
     rows = [
         [name, f"{theta[0, k]:.2f}", f"{theta[-1, k]:.4f}", paper]

@@ -253,7 +253,7 @@ def _plot_fit(args, est, X, names, lengths, symbols) -> None:
         title = f"{name}: {est.n_components} Gaussian components"
         fig = _plots.gmm_figure(est, X, names, title, note=_note)
     elif args.model == "coins":
-        trajectory = _plots.coin_trajectory(est, X[:, 0])
+        trajectory = _plots.coin_trajectory(est, X[:, 0], note=_note)
         fig = plot.plot_coins(trajectory, title=f"{name}: coin mixture")
     else:
         fig = _hmm_figure(est, X, names, lengths, symbols, name)

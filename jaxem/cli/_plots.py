@@ -121,50 +121,57 @@ def _tidy(ax, xlabel: str, ylabel: str) -> None:
     ax.tick_params(labelsize="x-small")
 
 
-def em_path(model, params, data, max_iter: int, tol: float, frozen=()):
-    """Parameters after each EM iteration (list of pytrees) and the final loglik.
+def em_path(model, params, data, n_steps: int, frozen=()):
+    """Parameters before and after each of ``n_steps`` EM iterations.
 
-    One ``jaxem.fit(max_iter=1)`` per step (compiled once), stopping by the same
-    rule as ``fit`` (``jaxem.has_converged``).
+    One ``jaxem.fit(max_iter=1)`` per step, compiled once.
+
+    Returns:
+        A list of ``n_steps + 1`` parameter pytrees (numpy leaves).
     """
     import jax
 
     import jaxem
 
-    n = data.shape[0]
     path = [jax.tree.map(np.asarray, params)]
-    previous = None
-    ll = float(jaxem.log_likelihood(model, params, data))
-    for _ in range(max_iter):
-        # As in fit: test convergence at the E-step, then still take the M-step.
-        done = previous is not None and bool(jaxem.has_converged(ll, previous, n, tol))
+    for _ in range(n_steps):
         result = jaxem.fit(model, params, data, max_iter=1, tol=0.0, frozen=frozen)
         params = result.params
-        previous, ll = ll, float(result.log_likelihood)
         path.append(jax.tree.map(np.asarray, params))
-        if done:
-            break
-    return path, ll
+    return path
 
 
-def coin_trajectory(est, heads):
-    """Head probabilities after each iteration, replaying the estimator's best run.
+def coin_trajectory(est, heads, note=print):
+    """Head probabilities before and after each iteration of a fitted coin mixture.
 
-    Reruns EM one iteration at a time from each restart's initial parameters
-    with the estimator's stopping rule and returns the path of the restart that
-    ends with the highest log-likelihood: (n_iter + 1, K).
+    Replays the fit with the public API only: the estimator refitted with
+    ``max_iter=0`` gives its first restart's initialisation, from which
+    ``jaxem.fit`` takes the ``n_iter_`` EM steps one at a time. With
+    ``n_init > 1`` the kept restart may be another one: ``note`` then says
+    that the path shown is the first restart's.
+
+    Args:
+        est: a fitted ``jaxem.BinomialMixture``.
+        heads: (N,) or (N, 1) head counts it was fitted on.
+        note: called with one line when the path is not the kept restart's.
+
+    Returns:
+        (n_iter_ + 1, K) probabilities of heads.
     """
-    import jax
+    import jax.numpy as jnp
 
-    from ..estimators import _base
+    import jaxem
 
-    model = est._model()
-    data = np.asarray(heads, dtype=est._fit_dtype)
-    keys = jax.random.split(_base.check_random_state(est.random_state), est.n_init)
-    best, best_ll = None, -np.inf
-    for key in keys:
-        params = est._init_params(key, data, None)
-        path, ll = em_path(model, params, data, est.max_iter, est.tol)
-        if ll > best_ll:
-            best, best_ll = path, ll
-    return np.stack([p["p"] for p in best])
+    X = np.asarray(heads).reshape(-1, 1)
+    options = {**est.get_params(), "max_iter": 0, "verbose": 0}
+    start = type(est)(**options).fit(X)
+    model = jaxem.models.binomial_mixture(est.n_components, est.n_trials)
+    params = {"weights": jnp.asarray(start.weights_), "p": jnp.asarray(start.p_)}
+    path = em_path(model, params, jnp.asarray(X[:, 0]), int(est.n_iter_))
+    theta = np.stack([p["p"] for p in path])
+    if not np.allclose(theta[-1], est.p_, rtol=1e-6, atol=1e-9):
+        note(
+            f"--plot: the θ path shown is the first of {est.n_init} restarts; "
+            "the kept fit came from another"
+        )
+    return theta

@@ -128,7 +128,6 @@ def describe(
     """Print a fitted estimator as a compact table (with a fit footer if ``n``)."""
     name = type(est).__name__
     title = title or name
-    n = n or getattr(est, "_n_obs", None) or 0
     footer = []
     if n:
         ll, n_iter, converged = estimator_ll(est, n)

@@ -41,7 +41,7 @@ def _show_estimator(est) -> None:
         if not isinstance(params[k], np.ndarray)
     )
     print(f"{type(est).__name__}({options})")
-    describe(est, getattr(est, "_n_obs", None), title="fitted parameters")
+    describe(est, title="fitted parameters")  # no data, so no log-likelihood
     bits = []
     for name in ("converged_", "n_iter_", "lower_bound_", "n_features_in_"):
         if hasattr(est, name):

@@ -25,6 +25,8 @@ from ._latent import Categorical as Categorical
 from ._latent import ChainFactors as ChainFactors
 from ._latent import ChainPosterior as ChainPosterior
 from ._latent import Gaussian as Gaussian
+from ._latent import GaussianChain as GaussianChain
+from ._latent import GaussianChainPosterior as GaussianChainPosterior
 from ._latent import GaussianPosterior as GaussianPosterior
 from ._latent import MarkovChain as MarkovChain
 from ._latent import viterbi as viterbi
@@ -78,7 +80,13 @@ __all__ += [
     "viterbi",
 ]
 
-__all__ += ["FactorAnalysis", "Gaussian", "GaussianPosterior"]
+__all__ += [
+    "FactorAnalysis",
+    "Gaussian",
+    "GaussianChain",
+    "GaussianChainPosterior",
+    "GaussianPosterior",
+]
 
 # The estimator layer (and scikit-learn under it) is imported on first use, so
 # ``import jaxem`` for the functional core stays light. Add an estimator here,

@@ -61,6 +61,20 @@ def bucket(n: int, minimum: int = 1) -> int:
     return -(-n // step) * step
 
 
+def can_pad(*trees: Any) -> bool:
+    """True when ``trees`` are concrete and no array is sharded over devices.
+
+    Traced data keep their shapes (the caller's ``jit`` decides); sharded data
+    keep their layout (padding would re-shard them).
+    """
+    leaves = jax.tree.leaves(trees)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return False
+    return not any(
+        isinstance(x, jax.Array) and len(x.sharding.device_set) > 1 for x in leaves
+    )
+
+
 def _pad_axis(leaf: Any, size: int, axis: int, source: Any) -> Any:
     """Pad ``leaf`` along ``axis`` to ``size`` with copies of ``source``.
 

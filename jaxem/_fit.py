@@ -122,13 +122,7 @@ def _float_dtype(*trees):
 
 
 def _is_paddable(data) -> bool:
-    leaves = jax.tree.leaves(data)
-    if not leaves or not _validation.is_concrete(data):
-        return False
-    # Sharded data keep their layout: padding would re-shard them.
-    return not any(
-        isinstance(x, jax.Array) and len(x.sharding.device_set) > 1 for x in leaves
-    )
+    return bool(jax.tree.leaves(data)) and _buckets.can_pad(data)
 
 
 def _pad(model, params, data, weights, lengths) -> _Padded:
@@ -246,7 +240,7 @@ def fit_loop(
         if callback is not None:
             jax.debug.callback(callback, s.iteration, ll, ordered=False)
         converged = (s.iteration > 0) & has_converged(ll, s.previous, n, tol)
-        params = _mstep.m_step(
+        params = _mstep.m_step_traced(
             model,
             s.params,
             data,

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import _validation
+from . import _compile_cache, _validation
 from . import constraints as _constraints
 
 DEFAULT_M_STEP_ITERS = 50
@@ -59,6 +59,9 @@ def m_step(
     num_iters: int | None = None,
 ) -> Any:
     """One M-step from ``posterior``; returns new params (same structure).
+
+    Compiled once per model, options and shapes: repeated calls (eager, or
+    inside a user's ``jit``) reuse the program.
 
     Args:
         model: the ``LatentModel``.
@@ -133,6 +136,33 @@ def _m_step(
     num_iters: int | None = None,
 ) -> Any:
     """:func:`m_step` without argument checks (traceable)."""
+    _compile_cache.enable()
+    return _m_step_jit(
+        model,
+        params,
+        data,
+        posterior,
+        weights,
+        lengths,
+        frozen=tuple(frozen),
+        optimizer=optimizer,
+        num_iters=num_iters,
+    )
+
+
+def m_step_traced(
+    model,
+    params: Any,
+    data: Any,
+    posterior: Any,
+    weights: Any = None,
+    lengths: Any = None,
+    *,
+    frozen: tuple[str, ...] = (),
+    optimizer: optax.GradientTransformation | None = None,
+    num_iters: int | None = None,
+) -> Any:
+    """:func:`m_step` without its own ``jit``, for use inside traced code."""
     new = params
     fixed = set(frozen)
     if model.m_step is not None:
@@ -153,6 +183,12 @@ def _m_step(
     return _gradient_m_step(
         model, new, data, posterior, weights, lengths, free, optimizer, num_iters
     )
+
+
+# Compiled once per model, options and shapes: eager calls reuse the program.
+_m_step_jit = jax.jit(
+    m_step_traced, static_argnames=("model", "frozen", "optimizer", "num_iters")
+)
 
 
 def call_stats(stats, data, posterior, weights, params):

@@ -1,6 +1,9 @@
 """Compile once: size buckets pad exactly, and a new size or max_iter reuses
 the compiled program (counted by traces of a user's log-density)."""
 
+import contextlib
+
+import jax
 import jax.numpy as jnp
 import jax.scipy.stats as st
 import numpy as np
@@ -204,3 +207,67 @@ def test_absurd_max_iter_is_refused_before_allocating():
         jaxem.fit(COINS, {"p": np.array([0.4, 0.7])}, HEADS, max_iter=10**12)
     with pytest.raises(ValueError, match="max_iter"):
         _base.fit_restarts(COINS, {}, HEADS, None, None, 0.0, max_iter=10**12)
+
+
+@contextlib.contextmanager
+def lowerings():
+    """Count programs lowered for compilation (in-memory cache misses)."""
+    names = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            names.append(kwargs.get("fun_name", "?"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_eager_helpers_compile_once_per_model_and_shape():
+    def log_joint(params, x, z):  # no closed form: a gradient M-step
+        return jnp.log(0.5) + st.binom.logpmf(x, 10, params["p"][z])
+
+    cons = {"p": jaxem.constraints.unit_interval}
+    model = jaxem.LatentModel(log_joint, jaxem.Categorical(2), constraints=cons)
+    # An equal model (same function, an equal constraint tree) is the same
+    # static argument: it hashes and compares equal, so it reuses programs.
+    twin = jaxem.LatentModel(log_joint, jaxem.Categorical(2), constraints=dict(cons))
+    assert twin == model and hash(twin) == hash(model)
+    params = {"p": np.array([0.4, 0.7])}
+    with lowerings() as first:
+        resp = jaxem.posterior(model, params, HEADS)
+        new = jaxem.m_step(model, params, HEADS, resp)
+        jaxem.log_likelihood(model, new, HEADS)
+    assert first
+    with lowerings() as again:
+        for p in (0.3, 0.35):
+            params = {"p": np.array([p, 0.8])}
+            resp = jaxem.posterior(twin, params, HEADS)
+            new = jaxem.m_step(twin, params, HEADS, resp)
+            after = float(jaxem.log_likelihood(twin, new, HEADS))
+            assert after >= float(jaxem.log_likelihood(twin, params, HEADS))
+    assert again == []
+
+
+def test_viterbi_compiles_once_per_size_bucket():
+    factors = jaxem.ChainFactors(
+        initial=lambda p, z: jnp.log(p["start"][z]),
+        transition=lambda p, i, j: jnp.log(p["trans"][i, j]),
+        emission=lambda p, x, z: st.norm.logpdf(x, p["mu"][z]),
+    )
+    model = jaxem.LatentModel(factors, jaxem.MarkovChain(2))
+    params = {
+        "start": np.array([0.5, 0.5]),
+        "trans": np.array([[0.9, 0.1], [0.2, 0.8]]),
+        "mu": np.array([-1.0, 1.0]),
+    }
+    x = np.where(np.arange(40) % 10 < 5, -1.0, 1.0)[None] + 0.1
+    with lowerings() as first:
+        assert jaxem.viterbi(model, params, x).tolist()[0][:10] == [0] * 5 + [1] * 5
+    assert any("viterbi" in name for name in first)
+    with lowerings() as again:
+        paths = jaxem.viterbi(model, params, x[:, :33])
+    assert paths.shape == (1, 33)
+    assert not any("viterbi" in name for name in again), again

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _validation
+from .. import _buckets, _compile_cache, _validation
 from ._base import EStep
 
 
@@ -446,6 +446,22 @@ def viterbi_with_score(model, params, data, lengths=None):
 _viterbi_jit = jax.jit(viterbi_with_score, static_argnames="model")
 
 
+def padded_viterbi(model, params, data, lengths=None):
+    """``viterbi_with_score``, compiled once per size bucket (see ``_buckets``).
+
+    Concrete (B, T, ...) data are padded to bucket sizes (length-0 sequences,
+    steps past every length); the paths (B, T) and scores (B,) of the real
+    sequences are returned.
+    """
+    data = _as_batch(model, data)
+    if not _buckets.can_pad(data, lengths):
+        return _viterbi_jit(model, params, data, lengths)
+    b, t = jax.tree.leaves(data)[0].shape[:2]
+    padded, padded_lengths, _ = _buckets.pad_sequences(data, lengths)
+    paths, scores = _viterbi_jit(model, params, padded, padded_lengths)
+    return paths[:b, :t], scores[:b]
+
+
 def viterbi(model, params: Any, data: Any, *, lengths=None) -> jax.Array:
     """Most likely state paths of a ``MarkovChain`` model (max-product).
 
@@ -479,5 +495,5 @@ def viterbi(model, params: Any, data: Any, *, lengths=None) -> jax.Array:
     data = _as_batch(model, jax.tree.map(jnp.asarray, data))
     if _validation.is_concrete(data, lengths):
         model.latent.validate(model, data, None, lengths)
-    lengths = None if lengths is None else jnp.asarray(lengths)
-    return _viterbi_jit(model, params, data, lengths)[0]
+    _compile_cache.enable()
+    return padded_viterbi(model, params, data, lengths)[0]

@@ -217,6 +217,10 @@ def gaussian_mixture(
             "means": jnp.broadcast_to(jnp.mean(data, axis=0), (k, d)),
             "covariances": _identity_covariances(ctype, k, d, data.dtype),
         }
+        # Two passes: the second takes its sums about the first's means, so
+        # a tight cluster far from the data mean keeps its covariance.
+        means = update(stats(data, resp, None, placeholder), placeholder)["means"]
+        placeholder = {**placeholder, "means": means}
         return update(stats(data, resp, None, placeholder), placeholder)
 
     def sample(key, params, n):

@@ -2,6 +2,9 @@
 the compiled program (counted by traces of a user's log-density)."""
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -271,3 +274,59 @@ def test_viterbi_compiles_once_per_size_bucket():
         paths = jaxem.viterbi(model, params, x[:, :33])
     assert paths.shape == (1, 33)
     assert not any("viterbi" in name for name in again), again
+
+
+CACHE_SCRIPT = """
+import jax, numpy as np, jaxem
+from jaxem import _compile_cache
+hits = []
+jax.monitoring.register_event_listener(
+    lambda e, **k: hits.append(e) if e == "/jax/compilation_cache/cache_hits" else None
+)
+model = jaxem.models.binomial_mixture(2, 10)
+params0 = {"weights": np.array([0.5, 0.5]), "p": np.array([0.4, 0.6])}
+jaxem.fit(model, params0, np.array([5.0, 9.0, 8.0, 4.0, 7.0]), max_iter=5)
+print(_compile_cache.enable(), len(hits))
+"""
+
+
+def _run_cache_script(tmp_path, name, **env):
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))
+        and k != "JAXEM_NO_CACHE"
+    }
+    base.update(XDG_CACHE_HOME=str(tmp_path / name), **env)
+    return subprocess.Popen(
+        [sys.executable, "-c", CACHE_SCRIPT],
+        env=base,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _output(proc):
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    where, hits = out.split()
+    return where, int(hits)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG layout")
+def test_persistent_cache_by_default_never_over_the_users_choice(tmp_path):
+    user = tmp_path / "user-cache"
+    procs = [
+        _run_cache_script(tmp_path, "default"),
+        _run_cache_script(tmp_path, "off", JAXEM_NO_CACHE="1"),
+        _run_cache_script(tmp_path, "user", JAX_COMPILATION_CACHE_DIR=str(user)),
+    ]
+    (where, hits), off, mine = (_output(p) for p in procs)
+    assert where == str(tmp_path / "default" / "jaxem" / "xla") and hits == 0
+    assert any((tmp_path / "default" / "jaxem" / "xla").iterdir())
+    assert off == ("None", 0) and not (tmp_path / "off" / "jaxem").exists()
+    assert mine == ("None", 0) and not (tmp_path / "user" / "jaxem").exists()
+    assert any(user.iterdir())
+    # A second fresh process starts warm: it reads the programs back.
+    where, hits = _output(_run_cache_script(tmp_path, "default"))
+    assert hits > 0

@@ -19,7 +19,7 @@ def fmt(x: Any, digits: int = 4) -> str:
 
     Examples:
         >>> fmt(3.14159), fmt(1e-7), fmt([1, 2.5])
-        ('3.142', '1.00e-07', '[1 2.5]')
+        ('3.142', '1.000e-07', '[1 2.5]')
     """
     arr = np.asarray(x, dtype=np.float64)
     if arr.size == 1:

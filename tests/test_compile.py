@@ -330,3 +330,11 @@ def test_persistent_cache_by_default_never_over_the_users_choice(tmp_path):
     # A second fresh process starts warm: it reads the programs back.
     where, hits = _output(_run_cache_script(tmp_path, "default"))
     assert hits > 0
+
+
+@pytest.mark.parametrize("backend, parallel", [("cpu", False), ("gpu", True)])
+def test_markov_chain_chooses_its_scan_by_backend(monkeypatch, backend, parallel):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    assert jaxem.MarkovChain(3).parallel is parallel
+    assert jaxem.MarkovChain(3, parallel=not parallel).parallel is (not parallel)
+    assert jaxem.MarkovChain(3) == jaxem.MarkovChain(3, parallel=parallel)

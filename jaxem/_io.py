@@ -99,12 +99,12 @@ def save(path: str | os.PathLike, obj: Any, *, model: Any = None) -> pathlib.Pat
     Examples:
         >>> import os, tempfile, jax.numpy as jnp, jaxem
         >>> model = jaxem.models.binomial_mixture(2, 10)
-        >>> params = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.8, 0.5])}
+        >>> params = {"weights": jnp.array([0.5, 0.5]), "p": jnp.array([0.75, 0.5])}
         >>> path = os.path.join(tempfile.mkdtemp(), "coins.npz")
         >>> _ = jaxem.save(path, params, model=model)
         >>> saved = jaxem.load(path)
         >>> saved.model is model, saved.params["p"].tolist()
-        (True, [0.8, 0.5])
+        (True, [0.75, 0.5])
     """
     from . import __version__
     from ._fit import FitResult

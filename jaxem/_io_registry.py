@@ -212,9 +212,11 @@ def _name(cls: type, name: str | None) -> str:
     return name or f"{cls.__module__}:{cls.__qualname__}"
 
 
-def register_enum(cls: type[enum.Enum], *, name: str | None = None) -> type:
+def register_enum(
+    cls: type[enum.Enum], *, name: str | None = None, registry: Registry | None = None
+) -> type:
     """Allow an enum (members are saved by value)."""
-    REGISTRY.add(Entry(_name(cls, name), cls, "enum"))
+    _target(registry).add(Entry(_name(cls, name), cls, "enum"))
     return cls
 
 
@@ -224,19 +226,23 @@ def register_record(
     fields: Mapping[str, Spec] | None = None,
     check: Callable | None = None,
     name: str | None = None,
+    registry: Registry | None = None,
 ) -> type:
     """Allow a NamedTuple; fields without a spec must be plain :class:`Data`."""
-    REGISTRY.add(
-        Entry(_name(cls, name), cls, "record", dict(fields or {}), check=check)
-    )
+    entry = Entry(_name(cls, name), cls, "record", dict(fields or {}), check=check)
+    _target(registry).add(entry)
     return cls
 
 
 def register_object(
-    cls: type, *, fields: Mapping[str, Spec], name: str | None = None
+    cls: type,
+    *,
+    fields: Mapping[str, Spec],
+    name: str | None = None,
+    registry: Registry | None = None,
 ) -> type:
     """Allow a plain class rebuilt from its ``__dict__`` (never ``__init__``)."""
-    REGISTRY.add(Entry(_name(cls, name), cls, "object", dict(fields)))
+    _target(registry).add(Entry(_name(cls, name), cls, "object", dict(fields)))
     return cls
 
 
@@ -246,26 +252,43 @@ def register_estimator(
     fitted: Mapping[str, Spec] | None = None,
     options: Mapping[str, Spec] | None = None,
     name: str | None = None,
+    registry: Registry | None = None,
 ) -> type:
     """Allow an estimator, saved under its class name, with fitted-attribute specs.
 
+    Call it next to the class. Attributes ``fit`` sets that have no spec must
+    be plain data (:class:`Data`); options default to :class:`Option`.
+
+    Args:
+        cls: the estimator class (scikit-learn style: options in ``__init__``).
+        fitted: spec of each attribute ``fit`` sets (``weights_``, ...).
+        options: specs of constructor options, where :class:`Option` is too loose.
+        name: the name files use; the class name by default.
+        registry: where to register (the global :data:`REGISTRY` by default).
+
+    Returns:
+        ``cls`` itself.
+
     Examples:
-        >>> from jaxem._io_registry import register_estimator
+        >>> from jaxem._io_registry import Registry, register_estimator
         >>> from jaxem._io_schema import Array
         >>> class Toy:
         ...     def __init__(self, n_components=2):
         ...         self.n_components = n_components
-        ...     def get_params(self, deep=True):
-        ...         return {"n_components": self.n_components}
-        >>> _ = register_estimator(Toy, fitted={"means_": Array("f", ndim=2)})
-        >>> REGISTRY.lookup("Toy", "estimator").cls is Toy
-        True
+        >>> registry = Registry()
+        >>> fitted = {"means_": Array("f", ndim=2)}
+        >>> _ = register_estimator(Toy, fitted=fitted, registry=registry)
+        >>> registry.lookup("Toy", "estimator").option_names()
+        ('n_components',)
     """
-    entry = Entry(
-        name or cls.__name__, cls, "estimator", dict(fitted or {}), dict(options or {})
-    )
-    REGISTRY.add(entry)
+    fitted, options = dict(fitted or {}), dict(options or {})
+    entry = Entry(name or cls.__name__, cls, "estimator", fitted, options)
+    _target(registry).add(entry)
     return cls
+
+
+def _target(registry: Registry | None) -> Registry:
+    return REGISTRY if registry is None else registry
 
 
 # ------------------------------------------------------------ jaxem's own
@@ -312,7 +335,9 @@ _MIXTURE = {
     "fit_status_": Registered(STATUS),
     "n_features_in_": Size(),
     "_fit_dtype": Dtype("f"),
+    "_inits": DictOf(Array("f")),
     "weights_": Array("f", ndim=1),
+    "collapsed_": Array("biu", ndim=1),
 }
 _COVARIANCE = Array("f", ndim=(1, 2, 3))
 _HMM = {
@@ -322,6 +347,7 @@ _HMM = {
     "fit_status_": Registered(STATUS),
     "n_features_in_": Size(),
     "n_features": Size(),
+    "_n_features": Size(),
     "unvisited_states_": Array("iu", ndim=1),
     "_fit_dtype": Dtype("f"),
 }
@@ -330,14 +356,17 @@ ESTIMATORS = {
     "GaussianMixture": {
         **_MIXTURE,
         "_n_features": Size(),
-        "_inits": DictOf(Array("f")),
         "means_": Array("f", ndim=2),
         "covariances_": _COVARIANCE,
         "precisions_": _COVARIANCE,
         "precisions_cholesky_": _COVARIANCE,
-        "collapsed_": Array("biu", ndim=1),
     },
-    "GaussianHMM": {**_HMM, "means_": Array("f", ndim=2), "_covars_": _COVARIANCE},
+    "GaussianHMM": {
+        **_HMM,
+        "means_": Array("f", ndim=2),
+        "_covars_": _COVARIANCE,
+        "singular_states_": Array("iu", ndim=1),
+    },
     "CategoricalHMM": {**_HMM, "emissionprob_": Array("f", ndim=2)},
     "PoissonHMM": {**_HMM, "lambdas_": Array("f", ndim=2)},
 }

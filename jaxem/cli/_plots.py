@@ -21,7 +21,7 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError(
-            "plots need matplotlib: python -m pip install 'jaxem[plot]' (or leave "
+            "plots need matplotlib: python -m pip install matplotlib (or leave "
             "out the plots: jaxem demo --no-plots, jaxem fit without --plot)"
         ) from None
 

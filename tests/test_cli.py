@@ -210,6 +210,23 @@ def test_bad_options(capsys, gmm_csv, argv, match):
     _one_line_error(capsys, "fit", "gmm", gmm_csv, *argv, match=match)
 
 
+def test_failed_fit_is_status_1(capsys, monkeypatch):
+    # The estimators' FitError is a RuntimeError and a ValueError: a fit that
+    # failed is not a usage error.
+    from jaxem.cli import _show
+    from jaxem.estimators._base import FitError
+
+    def fail(args):
+        raise FitError("every restart stopped on a non-finite log-likelihood")
+
+    monkeypatch.setattr(_show, "run", fail)
+    code, _, err = run(capsys, "show", "m.npz")
+    assert code == 1
+    assert err == (
+        "jaxem show: fit failed: every restart stopped on a non-finite log-likelihood\n"
+    )
+
+
 def test_unwritable_outputs(capsys, tmp_path):
     coins = jaxem.data.path("coins")
     for flag in ("--out", "--predict", "--plot"):

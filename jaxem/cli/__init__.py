@@ -59,6 +59,9 @@ def _run_command(args) -> int:
 
         with session(args):
             return int(command.run(args) or 0)
+    except RuntimeError as err:  # e.g. every restart hit a non-finite likelihood
+        print(f"{name}: fit failed: {err}", file=sys.stderr)
+        return 1
     except ValueError as err:  # UsageError, or the estimators' validation
         print(f"{name}: error: {err}", file=sys.stderr)
         return 2
@@ -69,9 +72,6 @@ def _run_command(args) -> int:
     except ImportError as err:  # an optional extra that is not installed
         print(f"{name}: error: {err}", file=sys.stderr)
         return 2
-    except RuntimeError as err:  # e.g. every restart hit a non-finite likelihood
-        print(f"{name}: fit failed: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130

@@ -197,6 +197,7 @@ def test_bad_files(capsys, tmp_path):
         (["--max-iter", "99999999999999999999"], "--max-iter: expected an integer"),
         (["--max-iter", "1000000000"], "from 1 to 10**6, got '1000000000'"),
         (["--n-init", str(2**40)], "--n-init: expected an integer from 1 to 1000"),
+        (["--max-iter", "1000000", "--n-init", "100"], "keep 1e+08 log-likelihoods"),
         (["-k", str(10**9)], "expected an integer from 1 to 1000"),
         (["--n-trials", "0"], "--n-trials: expected an integer from 1 to 10**9"),
         (["--tol", "1e999"], "--tol: expected a finite number >= 0"),

@@ -57,7 +57,16 @@ def _check_output(path: str | None, option: str) -> None:
         raise UsageError(f"{option} {path}: the folder {parent} does not exist")
 
 
+HISTORY_LIMIT = 5 * 10**7  # log-likelihoods kept in memory: 400 MB in float64
+
+
 def _check_model_options(args) -> None:
+    if args.max_iter * args.n_init > HISTORY_LIMIT:
+        raise UsageError(
+            f"--max-iter {args.max_iter} with --n-init {args.n_init}: the fit would "
+            f"keep {args.max_iter * args.n_init:.2g} log-likelihoods in memory "
+            f"(at most {HISTORY_LIMIT:.0e}); lower one of them"
+        )
     if args.sequence_column is not None and args.model != "hmm":
         raise UsageError("--sequence-column: only for 'jaxem fit hmm'")
     if args.lengths is not None and args.model != "hmm":

@@ -122,7 +122,9 @@ def shard(
         )
         if weights is not None:
             weights = _buckets.pad_weights(np.asarray(weights), n, size, None)
-    elif size != n or weights is not None:
+    elif size != n or weights is not None or jax.process_count() > 1:
+        # Every process must build the same program: with several processes
+        # there are always weights (some process may pad, another not).
         dtype = np.result_type(*[np.asarray(x).dtype for x in jax.tree.leaves(data)])
         dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
         w = None if weights is None else np.asarray(weights)

@@ -427,6 +427,7 @@ def test_fit_hmm_sequences(capsys, tmp_path):
     assert code == 0, err
     assert err.startswith("jaxem: compiling the CategoricalHMM fit...\n"), err
     assert "2 sequence(s)" in out and "1 -> 0" in out
+    assert "5 iterations, not converged" in out  # --max-iter ran out
     rows = out_csv.read_text().splitlines()
     assert rows[0].startswith("sequence,label") and rows[1].startswith("7,")
     assert rows[-1].startswith("3,") and len(rows) == 101

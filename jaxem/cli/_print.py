@@ -108,7 +108,11 @@ def estimator_ll(est, n: int) -> tuple[float, int, bool]:
         mon = est.monitor_
         hist = list(mon.history)
         ll = float(hist[-1]) if hist else float("nan")
-        return ll, int(mon.iter), bool(mon.converged)
+        # hmmlearn's monitor also says "converged" when n_iter ran out; the
+        # table says so only when the last gain was below tol.
+        gained_little = len(hist) >= 2 and hist[-1] - hist[-2] < mon.tol
+        converged = bool(mon.converged) and (mon.iter < mon.n_iter or gained_little)
+        return ll, int(mon.iter), converged
     ll = getattr(est, "log_likelihood_", None)
     if ll is None:
         ll = float(est.lower_bound_) * n

@@ -291,18 +291,19 @@ def _decode(meta: dict, arrays: dict) -> tuple:
     ctx = Context(n_elements=sum(int(a.size) for a in arrays.values()))
     decoder = Decoder(arrays, ctx)
     state = decoder.decode(meta["state"], "state")
+    entry = options = None
     if meta["kind"] == "fit_result":
         Registered(FIT_RESULT_NAME).check(state, "state", ctx)
-        return None, state, None
-    if meta["kind"] == "params":
+    elif meta["kind"] == "params":
         Pytree().check(state, "state", ctx)
-        return None, state, None
-    entry = REGISTRY.lookup(meta["class"], "estimator")
-    options = decoder.decode(meta["params"], "params")
-    if not isinstance(options, dict) or not isinstance(state, dict):
-        fail("estimator", "options and state must be dicts")
-    entry.validate_options(options, "params", ctx)
-    entry.validate(state, "state", ctx)
+    else:
+        entry = REGISTRY.lookup(meta["class"], "estimator")
+        options = decoder.decode(meta["params"], "params")
+        if not isinstance(options, dict) or not isinstance(state, dict):
+            fail("estimator", "options and state must be dicts")
+        entry.validate_options(options, "params", ctx)
+        entry.validate(state, "state", ctx)
+    decoder.check_all_used()
     return entry, state, options
 
 

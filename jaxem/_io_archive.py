@@ -4,8 +4,8 @@
 ``__jaxem__``) and each array as an uncompressed ``.npy`` entry, exactly what
 ``np.savez`` writes. :func:`read` parses such a file while assuming nothing of
 it: every size is checked against the bytes actually present before anything is
-allocated, only plain numeric dtypes are accepted, the JSON is measured for
-depth before it is parsed, and every array must match the shape, dtype and
+allocated, only plain numeric dtypes are accepted, the JSON is bounded in size
+and depth before it is decoded, and every array must match the shape, dtype and
 SHA-256 that the metadata records. Any problem is a :class:`FileProblem`
 (a ``ValueError``) with a one-line message.
 """
@@ -159,24 +159,30 @@ def parse_json(blob: bytes) -> Any:
         text = blob.decode("utf-8")
     except UnicodeDecodeError:
         raise FileProblem("corrupted metadata (not UTF-8)") from None
-    if json_depth(text) > MAX_DEPTH:
-        raise FileProblem(f"metadata nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        # The C parser is linear in the text and guards its own recursion.
+        value = json.loads(text, object_pairs_hook=_no_duplicates)
     except FileProblem:
         raise
+    except RecursionError:
+        raise FileProblem(f"metadata nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as err:  # JSONDecodeError, or an integer of 4300+ digits
         raise FileProblem(f"corrupted metadata ({_brief(err)})") from None
+    if json_depth(value) > MAX_DEPTH:
+        raise FileProblem(f"metadata nested deeper than {MAX_DEPTH} levels")
+    return value
 
 
-def json_depth(text: str) -> int:
-    """Deepest bracket nesting of a JSON text, strings excluded (no recursion)."""
-    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
-    codes = np.frombuffer(bare.encode("utf-8"), dtype=np.uint8)
-    opens = (codes == ord("[")) | (codes == ord("{"))
-    closes = (codes == ord("]")) | (codes == ord("}"))
-    steps = opens.astype(np.int64) - closes
-    return int(np.cumsum(steps).max(initial=0))
+def json_depth(value: Any) -> int:
+    """Deepest nesting of dicts and lists in parsed JSON (no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_DEPTH:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:

@@ -140,6 +140,12 @@ class Decoder:
             "__object__": self._object,
         }
 
+    def check_all_used(self) -> None:
+        """Every array of the file was referred to (save writes no others)."""
+        unused = sorted(set(self.arrays) - self._used)
+        if unused:
+            fail(f"array {unused[0]}", "is not used by the metadata")
+
     def decode(self, value: Any, where: str) -> Any:
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
@@ -159,10 +165,10 @@ class Decoder:
         key = value["__array__"]
         if not isinstance(key, str) or key not in self.arrays:
             fail(where, f"refers to a missing array {str(key)[:40]!r}")
-        arr = self.arrays[key]
-        arr = arr.copy() if key in self._used else arr  # never two views of one
+        if key in self._used:  # save writes each array once; copies would multiply
+            fail(where, f"array {key} is referred to twice")
         self._used.add(key)
-        return arr
+        return self.arrays[key]
 
     def _scalar(self, value: dict, where: str) -> np.generic:
         dtype, item = value["dtype"], value["__scalar__"]

@@ -38,6 +38,7 @@ from ._io_schema import (
     Int,
     Node,
     Option,
+    Optional,
     Pytree,
     Registered,
     SequenceOf,
@@ -47,6 +48,8 @@ from ._io_schema import (
 )
 
 KINDS = ("enum", "record", "object", "estimator")
+SIZE_OPTIONS = {"n_components": Optional(Size()), "n_features": Optional(Size())}
+"""Options that size the model: never more than the numbers the file stores."""
 _ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
 
@@ -120,7 +123,8 @@ class Entry:
         if unknown:
             fail(where, f"unknown option(s) {[k[:40] for k in unknown][:5]}")
         for key, value in options.items():
-            self.options.get(key, Option()).check(value, f"{where}.{key}", ctx)
+            spec = self.options.get(key, SIZE_OPTIONS.get(key, Option()))
+            spec.check(value, f"{where}.{key}", ctx)
 
     def option_names(self) -> tuple[str, ...]:
         """Names of an estimator's constructor options (from its signature)."""

@@ -261,9 +261,14 @@ def _estimator_edits():
         "wrong-type-int": (state(n_iter_=2.5), "n_iter_"),
         "negative-int": (state(n_iter_=-1), "n_iter_"),
         "huge-dimension": (state(n_features_in_=10**12), "n_features_in_"),
-        "array-as-number": (state(lower_bound_={"__array__": "a0"}), "lower_bound_"),
+        "number-as-array": (
+            state(p_={"__scalar__": 0.5, "dtype": "<f8"}),
+            "state.p_: expected an array",
+        ),
         "missing-array": (state(p_={"__array__": "a9"}), "missing array"),
         "untagged-list": (state(lower_bounds_=[1.0]), "untagged"),
+        "array-twice": (state(p_={"__array__": "a0"}), "referred to twice"),
+        "huge-n-components": (options(n_components=10**9), "params.n_components"),
         "two-tags": (state(p_={"__array__": "a1", "__list__": []}), "unknown entry"),
         "dtype-object": (state(_fit_dtype={"__dtype__": "|O"}), "not allowed"),
         "dtype-datetime": (state(_fit_dtype={"__dtype__": "<M8[ns]"}), "not allowed"),
@@ -452,6 +457,14 @@ def _container_cases(tmp_path):
                 )
             ]
         ),
+        "unterminated-escapes": _zip(  # quadratic for a regex scan of strings
+            [
+                (
+                    "__jaxem__.npy",
+                    _npy_bytes(np.frombuffer(b'"' + b'\\"' * 10**5, np.uint8)),
+                )
+            ]
+        ),
         "huge-integer": _zip(
             [("__jaxem__.npy", _npy_bytes(np.frombuffer(b"1" * 5000, np.uint8)))]
         ),
@@ -534,6 +547,9 @@ def test_files_of_other_types_are_refused(tmp_path):
     meta, arrays = _v1_fit_result()
     arrays["a4"] = np.array(11)  # more iterations than the history holds
     _refused(_write(tmp_path / "n.npz", meta, arrays), "n_iter")
+    meta, arrays = _v1_fit_result()
+    meta["state"]["fields"]["params"]["__dict__"].pop("weights")
+    _refused(_write(tmp_path / "u.npz", meta, arrays), "array a1: is not used")
     meta, arrays = _v1_fit_result()
     meta["kind"] = "estimator"
     _refused(_write(tmp_path / "k.npz", meta, arrays), "metadata")

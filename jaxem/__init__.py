@@ -37,6 +37,7 @@ from ._online import OnlineState as OnlineState
 from ._online import fit_minibatch as fit_minibatch
 from ._online import online_init as online_init
 from ._online import online_update as online_update
+from ._stationarity import gradient_norm as gradient_norm
 
 try:
     __version__ = _metadata.version("jaxem")
@@ -87,6 +88,8 @@ __all__ += [
     "GaussianChainPosterior",
     "GaussianPosterior",
 ]
+
+__all__ += ["gradient_norm"]
 
 # The estimator layer (and scikit-learn under it) is imported on first use, so
 # ``import jaxem`` for the functional core stays light. Add an estimator here,

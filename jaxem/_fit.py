@@ -11,7 +11,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import _buckets, _compile_cache, _mstep, _validation
+from . import (
+    _buckets,
+    _compile_cache,
+    _model_checks,
+    _mstep,
+    _stationarity,
+    _validation,
+)
 from . import constraints as _constraints
 from ._latent import Categorical, EStep, MarkovChain, _markov_chain
 from ._model import LatentModel
@@ -26,11 +33,13 @@ class Status(enum.IntEnum):
     """Why a fit stopped (``FitResult.status``)."""
 
     CONVERGED = 0
-    """The change of average log-likelihood fell below ``tol``."""
+    """The change of average log-likelihood fell below ``tol`` (a slow EM can
+    meet that far from a maximum: see ``FitResult.gradient_norm``)."""
     MAX_ITER = 1
     """``max_iter`` iterations ran without meeting ``tol``."""
     NONFINITE = 2
-    """A log-likelihood was NaN or infinite; the last finite params are returned."""
+    """A log-likelihood or a parameter was NaN or infinite; the last finite
+    params are returned."""
 
 
 class FitResult(NamedTuple):
@@ -45,8 +54,15 @@ class FitResult(NamedTuple):
             (history[i] is that of the parameters after i M-steps), NaN after
             the last iteration.
         n_iter: number of iterations run (each an E-step and an M-step).
-        converged: True when the stopping rule was met.
+        converged: True when the stopping rule was met: the average
+            log-likelihood changed by less than ``tol`` in one iteration, with
+            every parameter finite. It does not prove a maximum: a slow EM
+            meets it early (see ``gradient_norm``).
         status: a :class:`Status` code (0 converged, 1 max_iter, 2 non-finite).
+        gradient_norm: None unless ``fit(..., gradient_norm=True)``; then the
+            norm of the gradient of the average log-likelihood at ``params``
+            in unconstrained coordinates (:func:`jaxem.gradient_norm`), about 0
+            at a stationary point.
     """
 
     params: Any
@@ -55,6 +71,7 @@ class FitResult(NamedTuple):
     n_iter: jax.Array
     converged: jax.Array
     status: jax.Array
+    gradient_norm: Any = None
 
 
 class _FitState(NamedTuple):
@@ -187,6 +204,16 @@ def _select(pred, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
+def _all_finite(params) -> jax.Array:
+    """True when every floating leaf of ``params`` is finite (a scalar bool)."""
+    checks = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree.leaves(params)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
+
+
 FIT_STATIC_ARGNAMES = (
     "model",
     "history_size",
@@ -221,7 +248,7 @@ def fit_loop(
     n = model.latent.num_observations(data, weights, lengths)
     estep0 = _e_step(model, params0, data, weights, lengths, mask)
     dtype = estep0.log_likelihood.dtype
-    nonfinite = ~jnp.isfinite(estep0.log_likelihood)
+    nonfinite = ~jnp.isfinite(estep0.log_likelihood) | ~_all_finite(params0)
     state = _FitState(
         params=params0,
         estep=estep0,
@@ -252,7 +279,9 @@ def fit_loop(
             num_iters=m_step_iters,
         )
         estep = _e_step(model, params, data, weights, lengths, mask)
-        bad = ~jnp.isfinite(estep.log_likelihood)
+        # A NaN parameter the likelihood never reads (a spare leaf of a
+        # closed-form update) must not pass as converged either.
+        bad = ~jnp.isfinite(estep.log_likelihood) | ~_all_finite(params)
         # A non-finite step ends the loop, so only the previous likelihood is
         # needed with the previous params; the posterior is never read again
         # (keeping the old one would hold a second (N, K) buffer every step).
@@ -301,6 +330,7 @@ def fit(
     m_step_iters: int | None = None,
     frozen: tuple[str, ...] = (),
     callback: Callable[[Any, Any], None] | None = None,
+    gradient_norm: bool = False,
 ) -> FitResult:
     """Fit ``model`` by EM from ``params0``, as one compiled ``lax.while_loop``.
 
@@ -325,14 +355,22 @@ def fit(
         frozen: top-level keys of a dict ``params0`` held fixed during the fit.
         callback: optional host function ``callback(iteration, log_likelihood)``
             called each iteration through ``jax.debug.callback`` (progress).
+        gradient_norm: also compute ``FitResult.gradient_norm`` at the fitted
+            params (one backward pass through an E-step, compiled separately).
 
     Returns:
-        A :class:`FitResult`; ``history`` has shape (max_iter,).
+        A :class:`FitResult`; ``history`` has shape (max_iter,). Integer or
+        bool leaves of ``params0`` are fitted as floats: the floating dtype of
+        ``data`` (else of ``params0``'s float leaves, else JAX's default).
 
     Raises:
-        ValueError: for bad inputs (when called with concrete arrays): non-finite
-            data, wrong rank or feature count, fewer observations than latent
-            values, bad weights or lengths, ``params0`` outside its constraints.
+        ValueError: for bad inputs (values checked when called with concrete
+            arrays): non-finite data, wrong rank or feature count, fewer
+            observations than latent values (the weight total, with weights),
+            bad weights or lengths, ``params0`` outside its constraints or
+            missing a key; options of the wrong type; a ``log_joint``, factor or
+            ``ClosedForm`` function whose output has the wrong shape, structure
+            or dtype (checked by abstract evaluation, before compiling).
 
     Examples:
         >>> import jax.numpy as jnp, jax.scipy.stats as st, jaxem
@@ -357,13 +395,19 @@ def fit(
         raise ValueError(
             f"max_iter: expected a positive int (at most {MAX_ITER}), got {max_iter!r}"
         )
-    if m_step_iters is not None and (
-        not isinstance(m_step_iters, numbers.Integral) or m_step_iters < 1
-    ):
-        raise ValueError(f"m_step_iters: expected a positive int, got {m_step_iters!r}")
-    frozen = tuple(frozen)
-    if _validation.is_concrete(params0, data, weights, lengths, tol):
-        _validate(model, params0, data, weights, lengths, tol, frozen)
+    params0, frozen = _validate(
+        model,
+        params0,
+        data,
+        weights,
+        lengths,
+        tol,
+        frozen,
+        m_step_optimizer,
+        m_step_iters,
+        callback,
+        gradient_norm,
+    )
     _compile_cache.enable()
     padded = _pad(model, params0, data, weights, lengths)
     result = _fit(
@@ -382,21 +426,61 @@ def fit(
         callback=callback,
     )
     result = result._replace(history=result.history[..., :max_iter])
+    if gradient_norm:
+        norm = _stationarity.gradient_norm_traced(
+            model, result.params, padded.data, padded.weights, padded.lengths, frozen
+        )
+        result = result._replace(gradient_norm=norm)
     return result
 
 
-def _validate(model, params0, data, weights, lengths, tol, frozen):
-    tol_value = float(tol)
-    if not (tol_value >= 0 and tol_value != float("inf")):
-        raise ValueError(f"tol: expected a finite non-negative number, got {tol!r}")
-    if frozen:
-        if not isinstance(params0, dict):
-            raise ValueError("frozen: needs params0 to be a dict of parameters")
-        unknown = [k for k in frozen if k not in params0]
-        if unknown:
-            raise ValueError(f"frozen: {unknown} are not keys of params0")
-    model.latent.validate(model, data, weights, lengths)
-    _constraints.check_params(model.constraints, params0, "params0")
+def _validate(
+    model,
+    params0,
+    data,
+    weights,
+    lengths,
+    tol,
+    frozen,
+    optimizer,
+    m_step_iters,
+    callback,
+    gradient_norm,
+):
+    """Check ``fit``'s arguments; returns ``(params0 as floats, frozen)``.
+
+    Types always; values when concrete; the model's output shapes by abstract
+    evaluation (also under ``jit``/``vmap``, at trace time only).
+    """
+    _validation.check_optimizer("m_step_optimizer", optimizer)
+    if m_step_iters is not None:
+        _validation.check_int("m_step_iters", m_step_iters)
+    _validation.check_callable("callback", callback)
+    if not isinstance(gradient_norm, bool):
+        raise ValueError(f"gradient_norm: expected a bool, got {gradient_norm!r:.60}")
+    frozen = _validation.check_frozen(frozen, params0)
+    if _validation.is_concrete(tol):
+        _validation.check_tolerance("tol", tol)
+    if _validation.is_concrete(params0, data, weights, lengths):
+        model.latent.validate(model, data, weights, lengths)
+        _validation.check_params_finite("params0", params0)
+        _constraints.check_params(model.constraints, params0, "params0")
+    params0 = _validation.as_float_params(params0, data, frozen)
+    _model_checks.check_model(model, params0, data, weights, lengths, frozen)
+    return params0, frozen
+
+
+def _check_inference(model, params, data, weights=None, lengths=None) -> None:
+    """Checks of ``posterior``/``log_likelihood``'s arguments (any number of rows)."""
+    if not isinstance(model, LatentModel):
+        raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r:.60}")
+    if _validation.is_concrete(params, data, weights, lengths):
+        _validation.check_params_finite("params", params)
+        if isinstance(model.latent, Categorical):
+            model.latent.validate(model, data, weights, lengths, fitting=False)
+        else:
+            model.latent.validate(model, data, weights, lengths)
+    _model_checks.check_model(model, params, data, weights, lengths)
 
 
 def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
@@ -418,6 +502,8 @@ def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
         >>> bool(jnp.allclose(resp.sum(axis=1), 1.0))
         True
     """
+    data = _as_inference_data(model, data)
+    _check_inference(model, params, data, None, lengths)
     return e_step(model, params, data, lengths=lengths).posterior
 
 
@@ -443,7 +529,16 @@ def log_likelihood(
         >>> float(jaxem.log_likelihood(model, params, heads)) < 0
         True
     """
+    data = _as_inference_data(model, data)
+    _check_inference(model, params, data, weights, lengths)
     return e_step(model, params, data, weights=weights, lengths=lengths).log_likelihood
+
+
+def _as_inference_data(model, data):
+    """One unbatched chain sequence (T, ...) read as a batch of one."""
+    if isinstance(getattr(model, "latent", None), MarkovChain):
+        return _markov_chain._as_batch(model, data)
+    return data
 
 
 def e_step(model, params, data, *, weights=None, lengths=None) -> EStep:

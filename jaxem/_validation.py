@@ -174,11 +174,13 @@ def check_frozen(frozen: Any, params: Any, name: str = "params0") -> tuple[str, 
 
 def check_params_finite(name: str, params: Any) -> None:
     """Every leaf of ``params`` is a finite numeric array (names the first bad one)."""
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    leaves = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]
     if not leaves:
         raise ValueError(f"{name}: expected a pytree of arrays, got {params!r:.60}")
     for path, leaf in leaves:
         where = name + jax.tree_util.keystr(path)
+        if leaf is None:
+            raise ValueError(f"{where}: expected an array, got None")
         try:
             arr = np.asarray(leaf)
         except (TypeError, ValueError) as err:
@@ -186,6 +188,10 @@ def check_params_finite(name: str, params: Any) -> None:
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"{where}: expected numbers, got {leaf!r:.60}")
         check_finite(where, arr)
+
+
+def _is_none(x) -> bool:
+    return x is None
 
 
 def float_dtype(*trees: Any) -> Any:

@@ -505,8 +505,13 @@ def viterbi(model, params: Any, data: Any, *, lengths=None) -> jax.Array:
             f"model: viterbi needs a LatentModel with a MarkovChain latent, got "
             f"{model!r}"
         )
+    from .._model_checks import check_model  # (jaxem._latent is imported first)
+
     data = _as_batch(model, jax.tree.map(jnp.asarray, data))
     if _validation.is_concrete(data, lengths):
         model.latent.validate(model, data, None, lengths)
+    if _validation.is_concrete(params):
+        _validation.check_params_finite("params", params)
+    check_model(model, params, data, None, lengths)
     _compile_cache.enable()
     return padded_viterbi(model, params, data, lengths)[0]

@@ -87,6 +87,7 @@ __all__ += [
     "GaussianChain",
     "GaussianChainPosterior",
     "GaussianPosterior",
+    "LinearGaussianSSM",
 ]
 
 __all__ += ["gradient_norm"]
@@ -97,6 +98,7 @@ __all__ += ["gradient_norm"]
 _LAZY = {
     "BinomialMixture": "estimators",
     "FactorAnalysis": "estimators",
+    "LinearGaussianSSM": "estimators",
     "CategoricalHMM": "estimators",
     "GaussianHMM": "estimators",
     "GaussianMixture": "estimators",

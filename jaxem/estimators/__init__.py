@@ -26,3 +26,7 @@ __all__ += ["CategoricalHMM", "ConvergenceMonitor", "GaussianHMM", "PoissonHMM"]
 from ._factor_analysis import FactorAnalysis as FactorAnalysis  # noqa: E402
 
 __all__ += ["FactorAnalysis"]
+
+from ._lgssm import LinearGaussianSSM as LinearGaussianSSM  # noqa: E402
+
+__all__ += ["LinearGaussianSSM"]

@@ -24,3 +24,8 @@ from ._factor_analysis import factor_analysis as factor_analysis  # noqa: E402
 from ._factor_analysis import probabilistic_pca as probabilistic_pca  # noqa: E402
 
 __all__ += ["factor_analysis", "probabilistic_pca"]
+
+from ._lgssm import lgssm_factors as lgssm_factors  # noqa: E402
+from ._lgssm import linear_gaussian_ssm as linear_gaussian_ssm  # noqa: E402
+
+__all__ += ["lgssm_factors", "linear_gaussian_ssm"]

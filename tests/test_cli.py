@@ -366,8 +366,17 @@ def test_float64_with_jax_defaults_and_warnings_as_errors(tmp_path):
     assert proc.stderr == "jaxem fit: error: missing.csv: no such file\n"
 
 
-def test_fit_coins_tosses_and_trajectory(capsys, tmp_path):
-    fig = tmp_path / "coins.png"
+def test_fit_coins_tosses_and_trajectory(capsys, tmp_path, monkeypatch):
+    from jaxem import plot
+
+    fig, drawn = tmp_path / "coins.png", []
+    original = plot.plot_coins
+
+    def record(trajectory, **kwargs):
+        drawn.append(trajectory)
+        return original(trajectory, **kwargs)
+
+    monkeypatch.setattr(plot, "plot_coins", record)
     code, out, err = run(
         capsys,
         "fit",
@@ -388,11 +397,12 @@ def test_fit_coins_tosses_and_trajectory(capsys, tmp_path):
     # tol=0 never converges, by design: no advice to loosen it.
     assert "20 iterations, all of them (tol=0)" in out
     assert "looser tol" not in err and "--tol 0 never stops early by design" in err
+    # The plotted θ path is the saved fit's: it ends at its p_ (no note that
+    # it is another restart's).
     est = jaxem.BinomialMixture.load(tmp_path / "c.npz")
-    heads = jaxem.data.load_coins().sum(1).astype(float)
-    notes = []
-    path = _plots.coin_trajectory(est, heads, note=notes.append)
-    assert path.shape == (est.n_iter_ + 1, 2) and notes == []
+    (path,) = drawn
+    assert path.shape == (est.n_iter_ + 1, 2) == (21, 2)
+    assert "restarts" not in err
     np.testing.assert_allclose(path[-1], est.p_, rtol=1e-10)
 
 

@@ -165,10 +165,12 @@ def _fitted_state(est) -> dict:
     for key, value in vars(est).items():
         if key in options or key.startswith("__"):
             continue
-        if not _encodable(value):
+        try:
+            Encoder()(value)
+        except TypeError as err:
             if key.startswith("_"):
                 continue
-            Encoder()(value)  # raises the TypeError that names the problem
+            raise TypeError(f"fitted attribute {key}: {err}") from None
         state[key] = value
     return state
 

@@ -7,6 +7,7 @@ every other value is an object with exactly one tag:
 ``{"__array__": "a0"}``                        the archive's array ``a0``
 ``{"__scalar__": 1.5, "dtype": "<f8"}``        a numpy scalar (numeric dtypes)
 ``{"__dtype__": "<f4"}``                       a numpy dtype (numeric dtypes)
+``{"__strings__": ["a", "b"]}``               a 1-D object array of strings
 ``{"__dict__": {...}}``                        a dict with string keys
 ``{"__list__": [...]}``, ``{"__tuple__": ...}``  a list, a tuple
 ``{"__deque__": [...], "maxlen": null}``       a ``collections.deque``
@@ -45,6 +46,8 @@ class Encoder:
     def array(self, value) -> dict:
         key = f"a{len(self.arrays)}"
         arr = np.asarray(value)
+        if arr.dtype == object and arr.ndim == 1 and all(type(v) is str for v in arr):
+            return {"__strings__": arr.tolist()}  # e.g. feature_names_in_
         if arr.dtype.str not in DTYPES:
             raise TypeError(f"cannot save an array of dtype {arr.dtype}")
         self.arrays[key] = arr
@@ -107,6 +110,7 @@ _TAGS = {
     "__array__": {"__array__"},
     "__scalar__": {"__scalar__", "dtype"},
     "__dtype__": {"__dtype__"},
+    "__strings__": {"__strings__"},
     "__dict__": {"__dict__"},
     "__list__": {"__list__"},
     "__tuple__": {"__tuple__"},
@@ -131,6 +135,7 @@ class Decoder:
             "__array__": self._array,
             "__scalar__": self._scalar,
             "__dtype__": self._dtype,
+            "__strings__": self._strings,
             "__dict__": self._dict,
             "__list__": lambda v, w: self._items(v["__list__"], w),
             "__tuple__": lambda v, w: tuple(self._items(v["__tuple__"], w)),
@@ -188,6 +193,14 @@ class Decoder:
         if value["__dtype__"] not in DTYPES:
             fail(where, f"dtype {str(value['__dtype__'])[:20]!r} is not allowed")
         return np.dtype(value["__dtype__"])
+
+    def _strings(self, value: dict, where: str) -> np.ndarray:
+        items = value["__strings__"]
+        if not (isinstance(items, list) and all(type(v) is str for v in items)):
+            fail(where, "expected a JSON list of strings")
+        out = np.empty(len(items), dtype=object)  # never parsed: str objects only
+        out[:] = items
+        return out
 
     def _dict(self, value: dict, where: str) -> dict:
         items = value["__dict__"]

@@ -44,6 +44,7 @@ from ._io_schema import (
     SequenceOf,
     Size,
     Spec,
+    Strings,
     fail,
 )
 
@@ -339,6 +340,7 @@ _MIXTURE = {
     "fit_status_": Registered(STATUS),
     "n_features_in_": Size(),
     "_fit_dtype": Dtype("f"),
+    "feature_names_in_": Strings(),
     "_inits": DictOf(Array("f")),
     "weights_": Array("f", ndim=1),
     "collapsed_": Array("biu", ndim=1),
@@ -353,6 +355,7 @@ _HMM = {
     "n_features": Size(),
     "_n_features": Size(),
     "unvisited_states_": Array("iu", ndim=1),
+    "feature_names_in_": Strings(),
     "_fit_dtype": Dtype("f"),
 }
 ESTIMATORS = {

@@ -151,6 +151,19 @@ class Array(Spec):
             fail(where, "holds NaN or infinite values")
 
 
+class Strings(Spec):
+    """A 1-D object array of Python strings (scikit-learn's ``feature_names_in_``)."""
+
+    def check(self, value, where, ctx):
+        if not (
+            isinstance(value, np.ndarray)
+            and value.dtype == object
+            and value.ndim == 1
+            and all(type(v) is str for v in value)
+        ):
+            fail(where, f"expected a 1-D array of strings, got {_kind(value)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Dtype(Spec):
     kinds: str = "f"

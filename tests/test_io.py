@@ -103,6 +103,15 @@ def test_estimator_round_trip(key, tmp_path):
     assert isinstance(jaxem.load(path), type(est))
 
 
+def test_estimator_fitted_on_a_dataframe_round_trips(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(_gmm_data(), columns=["height", "weight"])
+    est = jaxem.GaussianMixture(2, n_init=2, random_state=0).fit(X)
+    again = jaxem.GaussianMixture.load(est.save(tmp_path / "df.npz"))
+    assert again.feature_names_in_.tolist() == ["height", "weight"]
+    np.testing.assert_array_equal(again.predict(X), est.predict(X))
+
+
 def test_estimator_round_trip_float32(tmp_path):
     X = _gmm_data().astype(np.float32)
     cls = getattr(jaxem, "GaussianMixture", None) or pytest.skip("no GMM yet")

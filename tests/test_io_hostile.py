@@ -267,6 +267,12 @@ def _estimator_edits():
         ),
         "missing-array": (state(p_={"__array__": "a9"}), "missing array"),
         "untagged-list": (state(lower_bounds_=[1.0]), "untagged"),
+        "strings-not-strings": (
+            state(feature_names_in_={"__strings__": [1, 2]}),
+            "list of strings",
+        ),
+        "strings-not-list": (state(feature_names_in_={"__strings__": "ab"}), "list"),
+        "names-as-numbers": (state(feature_names_in_=1.5), "array of strings"),
         "array-twice": (state(p_={"__array__": "a0"}), "referred to twice"),
         "huge-n-components": (options(n_components=10**9), "params.n_components"),
         "two-tags": (state(p_={"__array__": "a1", "__list__": []}), "unknown entry"),
@@ -566,7 +572,8 @@ def _allowed(obj, depth=0) -> bool:
     if isinstance(obj, ALLOWED_LEAVES):
         return True
     if isinstance(obj, np.ndarray):
-        return obj.dtype.kind in "biufc"
+        strings = obj.dtype == object and all(type(v) is str for v in obj.flat)
+        return obj.dtype.kind in "biufc" or strings
     if type(obj) is jaxem.Saved:
         return isinstance(obj.model, (type(None), jaxem.LatentModel)) and all(
             _allowed(v, depth + 1) for v in (obj.params, obj.result, obj.metadata)

@@ -94,20 +94,21 @@ def test_help_imports_no_command(capsys):
     assert not heavy and "jaxem.cli._fit" not in new, new
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'import jaxem' imports JAX until jaxem/__init__.py imports lazily",
-)
 def test_help_does_not_import_jax():
     script = (
-        "import sys\nfrom jaxem.cli import main\n"
+        "import sys\nimport jaxem\nby_package = 'jax' in sys.modules\n"
+        "from jaxem.cli import main\n"
         "try:\n    main(['fit', '--help'])\nexcept SystemExit:\n    pass\n"
-        "assert 'jax' not in sys.modules, 'jax imported'\n"
+        "print(by_package, 'jax' in sys.modules)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-300:]
+    by_package, after_help = proc.stdout.split()[-2:]
+    if by_package == "True":  # then --help cannot avoid it: the package's doing
+        pytest.xfail("'import jaxem' imports JAX (jaxem/__init__.py is not lazy)")
+    assert after_help == "False", "jaxem --help imported JAX"
 
 
 def test_no_command_prints_help(capsys):

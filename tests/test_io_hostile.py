@@ -25,7 +25,7 @@ import zipfile
 import hypothesis.strategies as st
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 
 import jaxem
 from jaxem import _io_registry
@@ -688,8 +688,10 @@ def _expect_safe(path, tmp_path):
     with _spies(tmp_path) as seen:
         try:
             obj = jaxem.load(path)
+            event("loaded")
         except ValueError as err:
             assert type(err) is ValueError and "\n" not in str(err), repr(err)
+            event("refused")
             obj = None
     assert seen == []
     if obj is not None:
@@ -700,7 +702,7 @@ BASES = {"estimator": _v1_estimator, "fit_result": _v1_fit_result}
 
 
 @settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
@@ -726,7 +728,7 @@ def test_mutated_json_never_runs_code(data, tmp_path, monkeypatch):
 
 
 @settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],

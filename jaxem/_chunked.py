@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _fit, _mstep, _validation
+from . import _buckets, _fit, _mstep, _validation
 from . import constraints as _constraints
 from ._model import LatentModel
 
@@ -348,3 +348,97 @@ def _loop(model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, ch
         converged=jnp.asarray(converged),
         status=jnp.asarray(int(status), jnp.int32),
     )
+
+
+class OnlineResult(NamedTuple):
+    """The outcome of :func:`fit_online`.
+
+    Attributes:
+        state: the final ``OnlineState`` (``state.params`` are the fitted
+            parameters).
+        batch_log_likelihoods: (C,) log-likelihood of each chunk at the
+            parameters before its update, in the order seen (all epochs).
+    """
+
+    state: Any
+    batch_log_likelihoods: np.ndarray
+
+
+def fit_online(
+    model: LatentModel,
+    params0: Any,
+    chunks: Any,
+    *,
+    chunk_rows: int | None = None,
+    num_epochs: int = 1,
+    step_exponent: float = 0.6,
+    step_offset: float = 1.0,
+) -> OnlineResult:
+    """Online (stepwise) EM over a chunk source: one update per chunk.
+
+    The streaming form of :func:`jaxem.fit_minibatch` for data that do not fit
+    in memory: each chunk from ``chunks`` (any source :func:`fit_chunked`
+    takes) is padded to a size bucket with zero-weight rows, so one compiled
+    :func:`jaxem.online_update` serves every chunk size, and the next chunk is
+    read while the current one is computed. One pass over the data is often
+    enough to come close to the full-data optimum; :func:`fit_chunked` then
+    finishes it exactly if needed.
+
+    Args:
+        model: a ``Categorical`` model with a full ``ClosedForm`` M-step.
+        params0: initial parameters.
+        chunks, chunk_rows: the chunk source, as for :func:`fit_chunked`.
+        num_epochs: passes over the source.
+        step_exponent, step_offset: step sizes, as for ``online_update``.
+
+    Returns:
+        An :class:`OnlineResult`.
+
+    Examples:
+        >>> import numpy as np, jaxem
+        >>> model = jaxem.models.binomial_mixture(2, 10)
+        >>> params0 = {"weights": np.array([0.5, 0.5]), "p": np.array([0.3, 0.7])}
+        >>> rng = np.random.default_rng(0)
+        >>> heads = rng.binomial(10, np.where(rng.random(2000) < 0.5, 0.2, 0.9))
+        >>> out = jaxem.fit_online(model, params0, heads.astype(float),
+        ...                        chunk_rows=250)
+        >>> np.round(np.sort(np.asarray(out.state.params["p"])), 1).tolist()
+        [0.2, 0.9]
+    """
+    from . import _online
+
+    if not isinstance(model, LatentModel):
+        raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r}")
+    if model.latent.num_batch_axes != 1:
+        raise ValueError(
+            "model: fit_online streams observations (a Categorical or Gaussian "
+            "latent); fit chains with fit_chunked"
+        )
+    if (
+        isinstance(num_epochs, bool)
+        or not isinstance(num_epochs, numbers.Integral)
+        or num_epochs < 1
+    ):
+        raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
+    _constraints.check_params(model.constraints, params0, "params0")
+    params0 = jax.tree.map(jnp.asarray, params0)
+    first = next(iterate_chunks(chunks, chunk_rows), None)
+    if first is None:
+        raise ValueError("chunks: the source yielded no chunk")
+    dtype = _fit._float_dtype(params0, first.data)
+
+    def to_device(batch: Batch):
+        _check_chunk(batch, first)
+        data, weights, _ = _buckets.pad_observations(batch.data, batch.weights, dtype)
+        return jax.device_put((data, weights.astype(dtype)))
+
+    data, weights = to_device(first)
+    state = _online.online_init(model, params0, data)
+    lls = []
+    for _ in range(num_epochs):
+        for data, weights in _prefetched(iterate_chunks(chunks, chunk_rows), to_device):
+            state, ll = _online.online_update(
+                model, state, data, weights, step_exponent, step_offset
+            )
+            lls.append(ll)
+    return OnlineResult(state, np.asarray(jnp.stack(lls)))

@@ -122,7 +122,7 @@ def _standard_errors(model, params, data, weights, lengths):
     scale = jnp.max(jnp.abs(values))
     tiny = jnp.abs(values) <= jnp.sqrt(eps) * jnp.maximum(scale, eps)
     inverse = jnp.where(tiny, 0.0, 1.0 / jnp.where(tiny, 1.0, values))
-    cov_u = (vectors * inverse) @ vectors.T
+    cov_u = (vectors * inverse[None, :]) @ vectors.T
     cov = jac @ cov_u @ jac.T
     # Null directions of the information that move the parameters: the
     # parameters they move are not identified by the data.

@@ -404,3 +404,80 @@ def test_bad_input_elsewhere_raises():
     bad = {**_params("full"), "covariances": -np.ones((2, 2, 2))}
     with pytest.raises(ValueError, match="covariances"):
         jaxem.fit(model, bad, X)
+
+
+# ------------------------------------------------- scikit-learn's semantics
+def test_warm_start_carries_the_lower_bound_and_converges():
+    X = _blobs(n=90, d=2, k=2, seed=11)
+    gm = jaxem.GaussianMixture(2, warm_start=True, max_iter=1, random_state=0)
+    fits = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jaxem.estimators.ConvergenceWarning)
+        for fits in range(1, 60):  # noqa: B007
+            previous = getattr(gm, "lower_bound_", -np.inf)
+            gm.fit(X)
+            assert gm.lower_bound_ >= previous - 1e-12
+            if gm.converged_:
+                break
+    assert gm.converged_ and gm.n_iter_ == 1 and fits < 60
+    # Two warm steps of one iteration equal one cold fit of two.
+    cold = jaxem.GaussianMixture(2, max_iter=2, random_state=3, tol=0.0)
+    warm = jaxem.GaussianMixture(2, max_iter=1, random_state=3, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jaxem.estimators.ConvergenceWarning)
+        cold.fit(X)
+        warm.fit(X)
+        warm.fit(X)
+    np.testing.assert_allclose(warm.means_, cold.means_, rtol=1e-12)
+
+
+def test_lower_bound_never_falls_as_n_init_grows():
+    X = np.random.default_rng(5).normal(size=(50, 2))
+    bounds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jaxem.estimators.ConvergenceWarning)
+        for n_init in (1, 4, 10):
+            gm = jaxem.GaussianMixture(
+                2, max_iter=1, n_init=n_init, random_state=5, init_params="random"
+            ).fit(X)
+            # lower_bound_ is the kept restart's bound at its last E-step.
+            assert gm.lower_bound_ == gm.lower_bounds_[-1]
+            bounds.append(gm.lower_bound_)
+    assert bounds == sorted(bounds)
+
+
+def test_max_iter_zero_returns_the_initialisation():
+    X = _blobs(n=60, d=2, k=2, seed=12)
+    means = [[-5.0, 0.0], [5.0, 1.0]]
+    gm = jaxem.GaussianMixture(2, means_init=means, max_iter=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gm.fit(X)
+    np.testing.assert_array_equal(gm.means_, means)
+    assert gm.n_iter_ == 0 and not gm.converged_ and gm.lower_bound_ == -np.inf
+    assert gm.predict(X).shape == (60,)
+
+
+@pytest.mark.parametrize("ctype", TYPES)
+def test_reg_covar_zero_on_ill_defined_covariances_raises_sklearns_error(ctype):
+    X = np.vstack([np.ones((5, 3)), np.zeros((5, 3))])
+    gm = jaxem.GaussianMixture(10, covariance_type=ctype, reg_covar=0, random_state=0)
+    with pytest.raises(ValueError, match="increase reg_covar"):
+        gm.fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jaxem.estimators.CollapsedComponentWarning)
+        gm.set_params(reg_covar=1e-6).fit(X)
+    assert np.all(np.isfinite(gm.score_samples(X)))
+
+
+def test_sklearn_messages_where_its_tests_match_them():
+    X = _blobs(n=40, d=2, k=2, seed=13)
+    with pytest.raises(ValueError, match="The parameter 'means' should have the shape"):
+        jaxem.GaussianMixture(2, means_init=np.zeros((3, 2))).fit(X)
+    with pytest.raises(ValueError, match="'full precision' should be symmetric"):
+        jaxem.GaussianMixture(2, precisions_init=-np.ones((2, 2, 2))).fit(X)
+    with pytest.raises(ValueError, match="Expected n_samples >= n_components"):
+        jaxem.GaussianMixture(50).fit(X)
+    gm = jaxem.GaussianMixture(2, random_state=0, max_iter=5, tol=1.0).fit(X)
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples'"):
+        gm.sample(0)

@@ -239,11 +239,12 @@ def check_random_state(random_state) -> jax.Array:
 
 
 def warn_not_converged(name: str, n_init: int) -> None:
-    """scikit-learn's warning when the kept restart did not meet ``tol``."""
+    """scikit-learn's warning (its text, which its tests match) when the kept
+    restart did not meet ``tol``."""
     warnings.warn(
-        f"{name}: best performing initialization (of {n_init}) did not converge. "
-        "Try different init parameters, or increase max_iter, tol, or check "
-        "for degenerate data.",
+        f"{name}: Best performing initialization did not converge. Try "
+        "different init parameters, or increase max_iter, tol, or check for "
+        f"degenerate data ({n_init} initialization(s)).",
         ConvergenceWarning,
         stacklevel=3,
     )
@@ -253,9 +254,10 @@ def warn_nonfinite(name: str, n_iter: int) -> None:
     """The kept restart stopped on a NaN/inf log-likelihood (not converged)."""
     warnings.warn(
         f"{name}: the fit stopped at iteration {n_iter} because the "
-        "log-likelihood became NaN or infinite; the last finite parameters are "
-        "kept and the fit is not converged. Check the data scale, the "
-        "initial values or the regularisation.",
+        "log-likelihood of the next parameters was NaN or infinite; the last "
+        "parameters with a finite log-likelihood are kept and the fit is not "
+        "converged. Check the data scale, the initial values or the "
+        "regularisation.",
         ConvergenceWarning,
         stacklevel=3,
     )

@@ -48,11 +48,19 @@ class GaussianMixture(MixtureEstimator):
     - A component that loses all its data is held at its last mean and
       covariance with a weight near zero (``collapsed_``, a
       ``CollapsedComponentWarning``) instead of turning singular.
-    - With ``reg_covar=0``, a component whose covariance is singular to
-      working precision raises scikit-learn's ``ValueError`` (it is also a
-      ``jaxem.estimators.FitError``) for every covariance type; scikit-learn
-      can miss it for ``diag``/``spherical`` when round-off leaves a tiny
-      positive variance.
+    - Ill-defined covariances (``reg_covar=0`` on singleton or duplicated
+      points) raise scikit-learn's ``ValueError`` by scikit-learn's own test
+      (a covariance that is not positive definite), also a
+      ``jaxem.estimators.FitError``. jaxem's statistics are centred, so a
+      collapsed component has a variance of exactly 0 where scikit-learn's
+      round-off may leave a tiny positive one (and a fit that goes on).
+    - A fit whose next log-likelihood turns NaN or infinite stops there and
+      keeps the last parameters with a finite one: ``converged_`` is False,
+      ``fit_status_`` is ``Status.NONFINITE`` and a ``ConvergenceWarning``
+      says so. When that happens in every restart before ``max_iter``, ``fit``
+      raises (the message above with ``reg_covar=0``).
+    - ``lower_bound_`` can differ in the last bit between ``n_init=1`` and
+      ``n_init>1`` from the same start (restarts run as one vmapped program).
     - ``fit`` also takes ``sample_weight`` (integer weights act as repeated
       rows); ``max_iter`` is at most ``1_000_000`` and ``n_init`` at most
       ``10_000``.
@@ -209,12 +217,6 @@ class GaussianMixture(MixtureEstimator):
         super().fit(X, y, sample_weight)
         if self.n_iter_ > 0:
             X = _base.validate_X(self, X, reset=False).astype(self._fit_dtype)
-            # scikit-learn's error: without reg_covar a singular covariance
-            # would give an unbounded likelihood.
-            if self.reg_covar == 0 and _singular(
-                self.covariances_, self.covariance_type, X.var(axis=0)
-            ):
-                raise _base.FitError(ILL_DEFINED)
             self._check_collapsed(X, sample_weight)
         return self
 
@@ -244,7 +246,13 @@ class GaussianMixture(MixtureEstimator):
         return {**params, **{k: jnp.asarray(v) for k, v in self._inits.items()}}
 
     def _no_finite_restart(self, X):
-        return _base.FitError(ILL_DEFINED)
+        if self.reg_covar == 0:
+            return _base.FitError(ILL_DEFINED)
+        return _base.FitError(
+            "GaussianMixture: every initialization stopped on a NaN or infinite "
+            "log-likelihood before max_iter; increase reg_covar or scale the "
+            "input data."
+        )
 
     # ------------------------------------------------------------ attributes
     def _params_to_attributes(self, params):
@@ -279,18 +287,6 @@ class GaussianMixture(MixtureEstimator):
         X, labels = super().sample(n_samples)
         order = np.argsort(labels, kind="stable")
         return X[order], labels[order]
-
-
-def _singular(covariances, ctype, feature_var) -> bool:
-    """A (co)variance at or below round-off of the data's own variance."""
-    cov = np.asarray(covariances, np.float64)
-    floor = 8 * np.finfo(covariances.dtype).eps * np.asarray(feature_var, np.float64)
-    if ctype == "diag":
-        return bool(np.any(cov <= floor[None, :]))
-    if ctype == "spherical":
-        return bool(np.any(cov <= floor.mean()))
-    smallest = np.linalg.eigvalsh(cov.reshape((-1,) + cov.shape[-2:]))[:, 0]
-    return bool(np.any(smallest <= floor.max()))
 
 
 def _as_float(name, value) -> np.ndarray:

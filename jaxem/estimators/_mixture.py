@@ -129,15 +129,23 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
         self._keep_best(results, n_obs, X, converged_early)
 
     def _keep_best(self, results, n_obs, X, converged_early):
-        """Keep the restart with the highest final lower bound (scikit-learn)."""
+        """Keep the restart with the highest final lower bound (scikit-learn).
+
+        A restart that stopped on a non-finite log-likelihood is kept only when
+        that happened after its last allowed M-step (scikit-learn never
+        evaluates those parameters); its last finite parameters are kept, with
+        a warning. When no restart qualifies, ``_no_finite_restart`` raises.
+        """
         n_iter = np.asarray(results.n_iter)
         history = np.asarray(results.history, np.float64)
         status = np.asarray(results.status)
         bounds = history[np.arange(len(n_iter)), np.maximum(n_iter, 1) - 1] / n_obs
-        ok = (status != _fitmod.Status.NONFINITE) & np.isfinite(bounds) & (n_iter > 0)
-        if not ok.any():
+        nonfinite = status == _fitmod.Status.NONFINITE
+        usable = np.isfinite(bounds) & (n_iter > 0)
+        usable &= ~nonfinite | (n_iter == history.shape[1])
+        if not usable.any():
             raise self._no_finite_restart(X)
-        best = int(np.argmax(np.where(ok, bounds, -np.inf)))
+        best = int(np.argmax(np.where(usable, bounds, -np.inf)))
         result = _base.take(results, best)
         self.converged_ = bool(result.converged) or converged_early
         self.n_iter_ = int(n_iter[best])
@@ -151,7 +159,9 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
         )
         self._params_to_attributes(jax.tree.map(np.asarray, result.params))
         self._fit_dtype = X.dtype
-        if not self.converged_:
+        if nonfinite[best] and not self.converged_:
+            _base.warn_nonfinite(self._name, self.n_iter_)
+        elif not self.converged_:
             _base.warn_not_converged(self._name, len(n_iter))
 
     def _set_initialisation(self, params):

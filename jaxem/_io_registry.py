@@ -69,6 +69,8 @@ class Entry:
             :class:`Option` for each).
         check: an optional cross-field check ``check(fields, where, ctx)`` run
             on the decoded, unbuilt fields.
+        fill: for a record, ``fill(fields) -> dict`` of values for fields that
+            an older file lacks and the NamedTuple gives no default for.
     """
 
     name: str
@@ -77,6 +79,7 @@ class Entry:
     fields: Mapping[str, Spec] = dataclasses.field(default_factory=dict)
     options: Mapping[str, Spec] = dataclasses.field(default_factory=dict)
     check: Callable[[dict, str, Context], None] | None = None
+    fill: Callable[[dict], dict] | None = None
 
     def validate(self, fields: dict, where: str, ctx: Context) -> None:
         """Check decoded fields against this entry (nothing is built)."""
@@ -90,6 +93,7 @@ class Entry:
             return
         if self.kind == "record":
             self._validate_record(fields, where)
+            fields.update(self._filled(fields))
         for key, value in fields.items():
             spec = self.fields.get(key)
             if spec is None:
@@ -103,8 +107,17 @@ class Entry:
         known = self.cls._fields
         unknown = sorted(set(fields) - set(known))
         missing = sorted(set(known) - set(fields) - set(self.cls._field_defaults))
+        if missing and self.fill is not None and not unknown:
+            missing = sorted(set(missing) - set(self._filled(fields)))
         if unknown or missing:
             fail(where, f"fields {unknown or missing} do not fit {self.cls.__name__}")
+
+    def _filled(self, fields: dict) -> dict:
+        """Values for the fields an older file lacks (see ``fill``)."""
+        lacking = set(self.cls._fields) - set(fields) - set(self.cls._field_defaults)
+        if not lacking or self.fill is None:
+            return {}
+        return {k: v for k, v in self.fill(fields).items() if k in lacking}
 
     def _check_undeclared(self, key: str, where: str) -> None:
         if self.kind == "record":
@@ -168,9 +181,10 @@ class Registry:
         self._by_class[entry.cls] = entry
 
     def _ready(self) -> None:
+        """Add jaxem's own entries on first use (importing them here would cycle)."""
         if self._builtins is not None:
-            builtins, self._builtins = self._builtins, None
-            builtins(self)
+            self._builtins(self)
+            self._builtins = None
 
     def lookup(self, name: Any, kind: str) -> Entry:
         """The entry a file names; ``ValueError`` unless it is allow-listed."""
@@ -193,10 +207,6 @@ class Registry:
             entry = _exported_estimator(cls.__name__)
             entry = entry if entry is not None and entry.cls is cls else None
         return entry
-
-    def has(self, cls: type) -> bool:
-        self._ready()
-        return cls in self._by_class
 
 
 def _exported_estimator(name: str) -> Entry | None:
@@ -230,11 +240,17 @@ def register_record(
     *,
     fields: Mapping[str, Spec] | None = None,
     check: Callable | None = None,
+    fill: Callable[[dict], dict] | None = None,
     name: str | None = None,
     registry: Registry | None = None,
 ) -> type:
-    """Allow a NamedTuple; fields without a spec must be plain :class:`Data`."""
-    entry = Entry(_name(cls, name), cls, "record", dict(fields or {}), check=check)
+    """Allow a NamedTuple; fields without a spec must be plain :class:`Data`.
+
+    ``check(fields, where, ctx)`` checks fields together; ``fill(fields)`` gives
+    values for fields that older files lack (see :class:`Entry`).
+    """
+    fields = dict(fields or {})
+    entry = Entry(_name(cls, name), cls, "record", fields, check=check, fill=fill)
     _target(registry).add(entry)
     return cls
 
@@ -300,6 +316,17 @@ def _target(registry: Registry | None) -> Registry:
 STATUS = "jaxem._fit:Status"
 FIT_RESULT_NAME = "jaxem._fit:FitResult"
 MONITOR = "jaxem.estimators._hmm:ConvergenceMonitor"
+
+
+def _fill_fit_result(fields: dict) -> dict:
+    """A field added to FitResult after version 1 reads as NaN from older files."""
+    import numpy as np
+
+    from ._fit import FitResult
+
+    batch = np.shape(fields.get("log_likelihood", np.nan))
+    later = [k for k in FitResult._fields if k not in FIT_RESULT]
+    return {k: np.full(batch, np.nan) for k in later}
 
 
 def _check_fit_result(fields: dict, where: str, ctx: Context) -> None:
@@ -405,6 +432,7 @@ def _builtins(registry: Registry) -> None:
             "record",
             FIT_RESULT,
             check=_check_fit_result,
+            fill=_fill_fit_result,
         )
     )
     online = {"params": Pytree(), "stats": Pytree(), "step": Array("iu", ndim=0)}

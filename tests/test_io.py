@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -443,3 +444,33 @@ def test_save_refuses_what_it_cannot_describe(tmp_path):
     with pytest.raises(TypeError, match="cannot save an array of dtype object"):
         jaxem.save(tmp_path / "b.npz", {"x": np.array(["a", None], dtype=object)})
     assert not list(tmp_path.iterdir())
+
+
+class _Result(NamedTuple):
+    loglik: np.ndarray
+    later: np.ndarray  # a field added after files were written
+
+
+def test_a_record_field_added_later_is_filled_for_older_files():
+    from jaxem._io_codec import Decoder, build
+    from jaxem._io_registry import Registry, register_record
+    from jaxem._io_schema import Array, Context
+
+    registry = Registry()
+    register_record(
+        _Result,
+        fields={"loglik": Array("f"), "later": Array("f")},
+        fill=lambda fields: {"later": np.full(np.shape(fields["loglik"]), np.nan)},
+        name="Result",
+        registry=registry,
+    )
+    old = {"__namedtuple__": "Result", "fields": {"loglik": {"__array__": "a0"}}}
+    decoder = Decoder({"a0": np.zeros(3)}, Context(3), registry)
+    result = build(decoder.decode(old, "state"))
+    assert type(result) is _Result and result.later.shape == (3,)
+    assert np.isnan(result.later).all()
+    # The FitResult entry fills any field newer than version 1 the same way.
+    from jaxem._io_registry import FIT_RESULT_NAME, REGISTRY
+
+    fit_result = REGISTRY.lookup(FIT_RESULT_NAME, "record")
+    assert fit_result.fill is not None

@@ -37,6 +37,14 @@ def _sha(a):
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
+def _table(arrays):
+    """The metadata's array table, true to ``arrays``."""
+    return {
+        k: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _sha(a)}
+        for k, a in arrays.items()
+    }
+
+
 def _v1_estimator() -> tuple[dict, dict]:
     """A fitted BinomialMixture as jaxem 0.1.0 saved it (format version 1)."""
     state = {
@@ -119,10 +127,7 @@ def _write(path, meta, arrays, fix=True):
     """A file of ``meta`` and ``arrays``; ``fix`` records their true checksums."""
     meta = copy.deepcopy(meta)
     if fix:
-        meta["arrays"] = {
-            k: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _sha(a)}
-            for k, a in arrays.items()
-        }
+        meta["arrays"] = _table(arrays)
     text = json.dumps(meta)
     for placeholder, raw in _RAW.items():
         text = text.replace(json.dumps(placeholder), raw)
@@ -364,10 +369,7 @@ ARRAY_EDITS = _array_edits()
 def test_hostile_arrays_are_refused(key, tmp_path):
     meta, arrays = _v1_estimator()
     edit, refix, words = ARRAY_EDITS[key]
-    table = {
-        k: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _sha(a)}
-        for k, a in arrays.items()
-    }
+    table = _table(arrays)
     edit(arrays, table)
     meta["arrays"] = table
     _refused(_write(tmp_path / "m.npz", meta, arrays, fix=refix), words)
@@ -404,10 +406,7 @@ def _container_cases(tmp_path):
     meta, arrays = _v1_estimator()
     raw = _raw(meta, arrays, tmp_path)
     full = copy.deepcopy(meta)
-    full["arrays"] = {
-        k: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _sha(a)}
-        for k, a in arrays.items()
-    }
+    full["arrays"] = _table(arrays)
     good = [("__jaxem__.npy", _meta_npy(full))]
     good += [(f"{k}.npy", _npy_bytes(a)) for k, a in arrays.items()]
     huge = {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
@@ -712,10 +711,7 @@ def test_mutated_json_never_runs_code(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     meta, arrays = BASES[data.draw(st.sampled_from(sorted(BASES)))]()
     full = json.loads(json.dumps(meta))
-    full["arrays"] = {
-        k: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _sha(a)}
-        for k, a in arrays.items()
-    }
+    full["arrays"] = _table(arrays)
     for _ in range(data.draw(st.integers(1, 3))):
         paths = list(_paths(full))
         where = data.draw(st.sampled_from(paths))

@@ -86,9 +86,9 @@ def _condition(cov):
     return 1.0
 
 
-def _slack(lls, n, dtype, kappa):
+def _slack(lls, n, dtype, kappa, terms=0.0):
     eps = np.finfo(dtype).eps
-    return eps * (64 * (np.max(np.abs(lls)) + n) + n * kappa)
+    return eps * (64 * (np.max(np.abs(lls)) + n + terms) + n * kappa)
 
 
 def _assert_result(model, result, n):
@@ -96,10 +96,11 @@ def _assert_result(model, result, n):
     assert status in (0, 1, 2)
     assert bool(result.converged) == (status == jaxem.Status.CONVERGED)
     n_iter = int(result.n_iter)
-    assert 1 <= n_iter <= MAX_ITER
+    # n_iter 0: the starting parameters' log-likelihood was already non-finite.
+    assert 1 <= n_iter <= MAX_ITER or status == jaxem.Status.NONFINITE
     if status == jaxem.Status.MAX_ITER:
         assert n_iter == MAX_ITER
-    assert np.isfinite(float(result.log_likelihood))
+    assert np.isfinite(float(result.log_likelihood)) or n_iter == 0
     for leaf in jax.tree.leaves(result.params):
         assert np.all(np.isfinite(np.asarray(leaf)))
     jaxem.constraints.check_params(model.constraints, result.params, "params")
@@ -108,9 +109,11 @@ def _assert_result(model, result, n):
     return h
 
 
-def _assert_monotone(lls, n, dtype, kappa=1.0, allowance=None):
+def _assert_monotone(lls, n, dtype, kappa=1.0, allowance=None, terms=0.0):
+    if lls.size < 2:
+        return
     falls = lls[:-1] - lls[1:]
-    limit = _slack(lls, n, dtype, kappa)
+    limit = _slack(lls, n, dtype, kappa, terms)
     if allowance is not None:
         limit = limit + np.maximum(allowance, 0.0)
     bad = np.flatnonzero(falls > limit)
@@ -149,9 +152,21 @@ def test_gaussian_mixture(ctype, s):
     params = model.init(jax.random.key(s["seed"] % 7), x)
     for leaf in jax.tree.leaves(params):
         assert np.all(np.isfinite(np.asarray(leaf)))
-    result = jaxem.fit(model, params, x, max_iter=MAX_ITER)
+    try:
+        result = jaxem.fit(model, params, x, max_iter=MAX_ITER)
+    except ValueError as error:
+        # float32 cannot hold a covariance of condition (spread^2 / reg_covar)
+        # beyond 1/eps (a few distinct points at scale 1e3 over the 1e-6
+        # floor): a clear refusal naming the starting covariances, as
+        # scikit-learn's "ill-defined empirical covariance", not a NaN fit.
+        assert x.dtype == jnp.float32, error
+        assert "params0['covariances']" in str(error)
+        return
     _assert_result(model, result, N)
+    if int(result.n_iter) == 0:
+        return
     lls, allowance, kappa = _gmm_steps(model, params, x, ctype, 1e-6, MAX_ITER)
+    assert np.all(np.isfinite(lls))
     _assert_monotone(lls, N, x.dtype, kappa, allowance)
 
 
@@ -222,7 +237,13 @@ def test_poisson_hmm(seed, kind, float32, lengths):
     params = model.init(jax.random.key(seed % 7), x, lengths)
     result = jaxem.fit(model, params, x, lengths=lengths, max_iter=MAX_ITER)
     h = _assert_result(model, result, int(lengths.sum()))
-    _assert_monotone(h, int(lengths.sum()), dtype)
+    # The terms of a Poisson log-density (x log lambda, lambda, log x!) are
+    # each about x log x: float32 rounds them to eps times that (a nat per
+    # count near 1e6), however small their sum.
+    valid = np.arange(T)[None, :] < np.asarray(lengths)[:, None]
+    counts = np.asarray(x, np.float64)[valid]
+    terms = float(np.sum(counts * np.log(counts + 2) + counts))
+    _assert_monotone(h, int(lengths.sum()), dtype, terms=terms)
 
 
 @_SETTINGS

@@ -3,8 +3,14 @@
 from ._binomial import binomial_mixture as binomial_mixture
 from ._gmm import collapsed_components as collapsed_components
 from ._gmm import gaussian_mixture as gaussian_mixture
+from ._gmm import reg_covar_allowance as reg_covar_allowance
 
-__all__ = ["binomial_mixture", "collapsed_components", "gaussian_mixture"]
+__all__ = [
+    "binomial_mixture",
+    "collapsed_components",
+    "gaussian_mixture",
+    "reg_covar_allowance",
+]
 
 from ._hmm import categorical_hmm as categorical_hmm  # noqa: E402
 from ._hmm import gaussian_hmm as gaussian_hmm  # noqa: E402

@@ -146,9 +146,15 @@ def gaussian_mixture(
 
     The M-step is closed form, with ``reg_covar`` added to the covariances'
     diagonal; with ``reg_covar=0`` it maximises exactly the expected
-    ``log_joint``. Components whose responsibility mass falls below the
-    round-off of its sum (collapsed) keep their mean and covariance and a weight
-    near zero; :func:`collapsed_components` reports them.
+    ``log_joint`` (EM: the log-likelihood never decreases beyond round-off).
+    With ``reg_covar > 0`` it maximises that expectation minus
+    ``(reg_covar / 2) sum_k n_k tr(Sigma_k^-1)``, which is not the
+    likelihood's EM step: a step can lower the log-likelihood, by at most
+    :func:`reg_covar_allowance` (noticeable only when a covariance is near
+    the floor, e.g. data whose variance is near ``reg_covar``). Components
+    whose responsibility mass falls below the round-off of its sum
+    (collapsed) keep their mean and covariance and a weight near zero;
+    :func:`collapsed_components` reports them.
     ``model.init(key, data, method="kmeans", weights=None)`` initialises as
     scikit-learn's ``init_params`` (``kmeans``, ``k-means++``, ``random``,
     ``random_from_data``), jittable and vmappable over keys;

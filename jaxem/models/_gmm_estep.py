@@ -98,15 +98,8 @@ def sum_rows(fn, arrays, block, init):
 
 
 def _projector(prec, mc, covariance_type, k, d, dtype):
-    """``project(xc) -> (B, K, d)`` with ``project(x - c)[:, k] = (x - m_k) U_k``."""
-    if covariance_type == "full":
-        w = jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)
-        shift = jnp.einsum("ki,kij->kj", mc, prec)
-
-        def project(xc):
-            return (xc @ w).reshape(xc.shape[0], k, d) - shift[None]
-
-        return project
+    """``project(xc) -> (B, K, d)`` with ``project(x - c)[:, k] = (x - m_k) U_k``
+    for tied, diag and spherical covariances."""
     if covariance_type == "tied":
         shift = mc @ prec
 
@@ -155,11 +148,25 @@ def log_table(params, data, covariance_type, block_entries):
     logdet = jnp.broadcast_to(log_det(prec, covariance_type, d), (k,))
     centre = jnp.mean(data, axis=0)
     const = logdet + jnp.log(weights) - 0.5 * d * LOG_2PI
-    project = _projector(prec, means - centre[None, :], covariance_type, k, d, dtype)
+    mc = means - centre[None, :]
+    if covariance_type == "full":
+        # One (B, d) x (d, K d) product; squares summed per component by a
+        # second product with the (K d, K) block indicator (faster than a
+        # reduction over a minor axis of length d).
+        w = jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)
+        shift = jnp.einsum("ki,kij->kj", mc, prec).reshape(1, k * d)
+        groups = jnp.repeat(jnp.eye(k, dtype=dtype), d, axis=0)
 
-    def block(x):
-        y = project(x - centre[None, :])
-        return const[None, :] - 0.5 * jnp.sum(y * y, axis=-1)
+        def block(x):
+            y = (x - centre[None, :]) @ w - shift
+            return const[None, :] - 0.5 * ((y * y) @ groups)
+
+    else:
+        project = _projector(prec, mc, covariance_type, k, d, dtype)
+
+        def block(x):
+            y = project(x - centre[None, :])
+            return const[None, :] - 0.5 * jnp.sum(y * y, axis=-1)
 
     size = block_size(data.shape[0], k * d, block_entries)
     return map_rows(block, data, size, k, dtype)

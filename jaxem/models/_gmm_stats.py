@@ -85,7 +85,10 @@ def stats(data, resp, weights, covariance_type, means, block_entries):
         "s1": jnp.zeros((k, d), dtype),
         "s2": jnp.zeros(s2_shape, dtype),
     }
-    return sum_rows(block, (data, resp), block_size(n, k * d, block_entries), zero)
+    # Smaller blocks than the E-step's: each row makes K (d + 1)-wide
+    # intermediates here, which should stay in cache.
+    size = block_size(n, 16 * k * d, block_entries)
+    return sum_rows(block, (data, resp), size, zero)
 
 
 def _outer(a, b):

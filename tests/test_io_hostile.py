@@ -31,6 +31,7 @@ import jaxem
 from jaxem import _io_registry
 
 WEIGHTS, P = np.array([0.4, 0.6]), np.array([0.5, 0.8])
+MONITOR, FIT_RESULT = _io_registry.MONITOR, _io_registry.FIT_RESULT_NAME
 
 
 def _sha(a):
@@ -278,6 +279,22 @@ def _estimator_edits():
         ),
         "strings-not-list": (state(feature_names_in_={"__strings__": "ab"}), "list"),
         "names-as-numbers": (state(feature_names_in_=1.5), "array of strings"),
+        "object-dunder-state": (
+            state(
+                extra_={"__object__": MONITOR, "state": {"__dict__": {"__class__": 1}}}
+            ),
+            "not allowed",
+        ),
+        "object-shadows-property": (
+            state(
+                extra_={"__object__": MONITOR, "state": {"__dict__": {"converged": 1}}}
+            ),
+            "not allowed",
+        ),
+        "record-dunder-field": (
+            state(extra_={"__namedtuple__": FIT_RESULT, "fields": {"__class__": 1}}),
+            "do not fit FitResult",
+        ),
         "array-twice": (state(p_={"__array__": "a0"}), "referred to twice"),
         "huge-n-components": (options(n_components=10**9), "params.n_components"),
         "two-tags": (state(p_={"__array__": "a1", "__list__": []}), "unknown entry"),

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -313,3 +314,35 @@ def test_two_processes_fit_the_data_split_between_them(tmp_path):
     hfit = jaxem.fit(hmm, h0, seq, lengths=lengths, max_iter=10, tol=0.0)
     np.testing.assert_allclose(got["hmm_means"], hfit.params["means"], rtol=1e-10)
     np.testing.assert_allclose(got["hmm_ll"], hfit.log_likelihood, rtol=1e-10)
+
+
+def test_online_em_over_npy_files_equals_online_updates_in_memory(tmp_path):
+    x = _blobs(n=4000, d=2, seed=4)
+    paths, parts = [], []
+    for i, start in enumerate(range(0, 4000, 900)):  # ragged last file
+        parts.append(x[start : start + 900])
+        paths.append(str(tmp_path / f"part{i}.npy"))
+        np.save(paths[-1], parts[-1])
+    model = jaxem.models.gaussian_mixture(2, 2, "full")
+    params0 = _gmm_start(x, 2, "full")
+    params0["means"] = np.array([[-1.0, -1.0], [1.0, 1.0]])
+    online = jaxem.fit_online(model, params0, paths, num_epochs=2)
+    # The same stepwise EM, unpadded, one compiled update per chunk size.
+    state = jaxem.online_init(model, jax.tree.map(jnp.asarray, params0), parts[0])
+    lls = []
+    for _ in range(2):
+        for part in parts:
+            state, ll = jaxem.online_update(model, state, part)
+            lls.append(float(ll))
+    np.testing.assert_allclose(online.batch_log_likelihoods, lls, rtol=1e-10)
+    for key in params0:
+        np.testing.assert_allclose(
+            online.state.params[key], state.params[key], rtol=1e-10, atol=1e-12
+        )
+    exact = jaxem.fit_chunked(model, params0, paths, max_iter=200)
+    gap = float(exact.log_likelihood) - float(
+        jaxem.log_likelihood(model, online.state.params, x)
+    )
+    assert 0 <= gap / 4000 < 0.02  # nats per observation after 10 steps
+    with pytest.raises(ValueError, match="num_epochs"):
+        jaxem.fit_online(model, params0, x, chunk_rows=100, num_epochs=0)

@@ -177,7 +177,8 @@ def _unpad_posterior(padded: _Padded, posterior):
         return _buckets.unpad_rows(posterior, padded.num_rows)
     b, t = padded.num_rows, padded.num_steps
     return posterior._replace(
-        marginals=posterior.marginals[:b, :t], transitions=posterior.transitions[:b]
+        marginals=_buckets.take(posterior.marginals, (slice(b), slice(t))),
+        transitions=_buckets.take(posterior.transitions, (slice(b),)),
     )
 
 
@@ -410,6 +411,11 @@ def fit(
     )
     _compile_cache.enable()
     padded = _pad(model, params0, data, weights, lengths)
+    # On what the loop will see (padded rows carry weights): one check per
+    # model and shape class, also under a user's jit or vmap (trace time only).
+    _model_checks.check_model(
+        model, params0, padded.data, padded.weights, padded.lengths, frozen
+    )
     result = _fit(
         model,
         params0,
@@ -425,7 +431,9 @@ def fit(
         frozen=frozen,
         callback=callback,
     )
-    result = result._replace(history=result.history[..., :max_iter])
+    result = result._replace(
+        history=_buckets.take(result.history, (Ellipsis, slice(max_iter)))
+    )
     if gradient_norm:
         norm = _stationarity.gradient_norm_traced(
             model, result.params, padded.data, padded.weights, padded.lengths, frozen
@@ -449,8 +457,8 @@ def _validate(
 ):
     """Check ``fit``'s arguments; returns ``(params0 as floats, frozen)``.
 
-    Types always; values when concrete; the model's output shapes by abstract
-    evaluation (also under ``jit``/``vmap``, at trace time only).
+    Types always; values when concrete (the model's output shapes are checked
+    by ``fit`` on the padded data).
     """
     _validation.check_optimizer("m_step_optimizer", optimizer)
     if m_step_iters is not None:
@@ -465,9 +473,7 @@ def _validate(
         model.latent.validate(model, data, weights, lengths)
         _validation.check_params_finite("params0", params0)
         _constraints.check_params(model.constraints, params0, "params0")
-    params0 = _validation.as_float_params(params0, data, frozen)
-    _model_checks.check_model(model, params0, data, weights, lengths, frozen)
-    return params0, frozen
+    return _validation.as_float_params(params0, data, frozen), frozen
 
 
 def _check_inference(model, params, data, weights=None, lengths=None) -> None:
@@ -558,5 +564,5 @@ def e_step(model, params, data, *, weights=None, lengths=None) -> EStep:
         return estep
     return estep._replace(
         posterior=_unpad_posterior(padded, estep.posterior),
-        per_item=estep.per_item[: padded.num_rows],
+        per_item=_buckets.take(estep.per_item, (slice(padded.num_rows),)),
     )

@@ -59,22 +59,30 @@ def check_model(
     _check_cached(
         model,
         _signature(params),
-        _signature(data),
-        _signature(weights),
-        _signature(lengths),
+        _signature(data, getattr(model.latent, "num_batch_axes", 1)),
+        _signature(weights, 1),
+        _signature(lengths, 1),
         tuple(frozen),
     )
 
 
-def _signature(tree):
+def _signature(tree, batch_axes: int = 0):
+    """Treedef and abstract leaves, the leading ``batch_axes`` made small.
+
+    The rules hold for any number of observations (sequences, steps), so the
+    checks run on one observation (one sequence of at most 2 steps) and their
+    result is cached per model and shape class, not per data size.
+    """
     leaves, treedef = jax.tree.flatten(tree)
-    avals = tuple(_abstract(leaf) for leaf in leaves)
+    avals = tuple(_abstract(leaf, batch_axes) for leaf in leaves)
     return treedef, avals
 
 
-def _abstract(leaf):
+def _abstract(leaf, batch_axes):
     aval = jax.typeof(leaf)
-    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+    small = tuple(min(n, 1 if i == 0 else 2) for i, n in enumerate(aval.shape))
+    shape = small[:batch_axes] + tuple(aval.shape[batch_axes:])
+    return jax.ShapeDtypeStruct(shape, aval.dtype, weak_type=aval.weak_type)
 
 
 def _rebuild(signature):
@@ -181,7 +189,7 @@ def _check_table(model, params, data) -> None:
     if not isinstance(out, jax.ShapeDtypeStruct) or tuple(out.shape) != expected:
         raise ValueError(
             f"log_joint_table: returned {_describe(out)} for data with batch axes "
-            f"{lead}; expected shape {expected}"
+            f"{lead}; expected shape {expected} (the batch axes, then K)"
         )
 
 

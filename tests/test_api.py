@@ -19,6 +19,7 @@ CONTRACT = [
     "log_likelihood",
     "viterbi",
     "ChainPosterior",
+    "gradient_norm",
     "models",
     "GaussianMixture",
     "BinomialMixture",
@@ -69,6 +70,7 @@ def test_fit_result_fields():
         "n_iter",
         "converged",
         "status",
+        "gradient_norm",
     ]:
         assert field in jaxem.FitResult._fields
 

@@ -148,8 +148,8 @@ def test_log_joint_table_of_the_wrong_shape():
     )
     with pytest.raises(
         ValueError,
-        match=r"^log_joint_table: returned shape \(1096,\) .* expected shape "
-        r"\(1096, 2\)",
+        match=r"^log_joint_table: returned shape \(1,\) for data with batch axes "
+        r"\(1,\); expected shape \(1, 2\) \(the batch axes, then K\)",
     ):
         jaxem.fit(model, P0, X)
 

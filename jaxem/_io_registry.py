@@ -125,7 +125,7 @@ class Entry:
         if (
             not _ATTRIBUTE.fullmatch(key)
             or key.startswith("__")
-            or hasattr(self.cls, key)
+            or any(key in vars(base) for base in self.cls.__mro__)  # no getattr
             or key in self.option_names()
         ):
             fail(where, f"attribute {key[:40]!r} is not allowed")

@@ -48,16 +48,50 @@ class Batch(NamedTuple):
     lengths: Any = None
 
 
-def _load_path(path) -> np.ndarray:
+def _check_npy(path) -> pathlib.Path:
     path = pathlib.Path(path)
     if path.suffix != ".npy":
         raise ValueError(f"chunks: can only read .npy files, got {str(path)!r}")
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return path
+
+
+def _load_path(path) -> np.ndarray:
+    return np.load(_check_npy(path), allow_pickle=False)
+
+
+def _npy_chunks(path, chunk_rows: int) -> Iterator[np.ndarray]:
+    """Read a ``.npy`` file ``chunk_rows`` rows at a time with plain reads.
+
+    Plain reads, not a memory map: pages of a mapped file stay resident in the
+    process until the kernel reclaims them, so a pass over a mapped file grows
+    the resident set to the whole file; reads keep it at one chunk.
+    """
+    with open(_check_npy(path), "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(f)
+        if fortran or dtype.hasobject or not shape:
+            raise ValueError(
+                f"chunks: {str(path)!r} must hold a C-ordered numeric array with "
+                "a leading row axis"
+            )
+        row = int(np.prod(shape[1:], dtype=np.int64))
+        for start in range(0, shape[0], chunk_rows):
+            rows = min(chunk_rows, shape[0] - start)
+            chunk = np.fromfile(f, dtype, count=rows * row)
+            if chunk.size != rows * row:
+                raise ValueError(f"chunks: {str(path)!r} is truncated")
+            yield chunk.reshape((rows,) + tuple(shape[1:]))
 
 
 def _array_chunks(array, chunk_rows: int) -> Iterator[Any]:
     for start in range(0, array.shape[0], chunk_rows):
-        yield array[start : start + chunk_rows]
+        # A copy: a slice of a memory map would keep its pages mapped.
+        yield np.array(array[start : start + chunk_rows])
 
 
 def _is_array(x) -> bool:
@@ -80,11 +114,13 @@ def iterate_chunks(chunks: Any, chunk_rows: int | None = None) -> Iterator[Batch
         ``Batch`` tuples.
     """
     if isinstance(chunks, str | os.PathLike):
-        chunks = _load_path(chunks)
-    if _is_array(chunks):
+        if chunk_rows is None:
+            raise ValueError("chunk_rows: needed to cut one file into chunks")
+        items: Iterable[Any] = _npy_chunks(chunks, chunk_rows)
+    elif _is_array(chunks):
         if chunk_rows is None:
             raise ValueError("chunk_rows: needed to cut one array into chunks")
-        items: Iterable[Any] = _array_chunks(chunks, chunk_rows)
+        items = _array_chunks(chunks, chunk_rows)
     elif isinstance(chunks, list | tuple):
         items = chunks
     elif callable(chunks):

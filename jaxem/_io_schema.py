@@ -63,13 +63,6 @@ class Spec:
         raise NotImplementedError
 
 
-class Anything(Spec):
-    """Any value the decoder produces (it only ever produces safe data)."""
-
-    def check(self, value, where, ctx):
-        return None
-
-
 class Bool(Spec):
     def check(self, value, where, ctx):
         if not isinstance(value, (bool, np.bool_)):

@@ -339,8 +339,8 @@ def _check_fit_result(fields: dict, where: str, ctx: Context) -> None:
     history = np.shape(fields["history"])
     if history[:-1] != batch:
         fail(where, f"history shape {history} does not fit log_likelihood {batch}")
-    for key in ("n_iter", "converged", "status"):
-        if np.shape(fields[key]) != batch:
+    for key in ("n_iter", "converged", "status", "gradient_norm"):
+        if fields.get(key) is not None and np.shape(fields[key]) != batch:
             fail(where, f"{key} shape {np.shape(fields[key])} is not {batch}")
     n_iter = np.asarray(fields["n_iter"])
     if ((n_iter < 0) | (n_iter > history[-1])).any():
@@ -356,6 +356,7 @@ FIT_RESULT = {
     "n_iter": Array("iu"),
     "converged": Array("b"),
     "status": Array("iu"),
+    "gradient_norm": Optional(Array("f")),  # newer than version 1: None there
 }
 
 _MIXTURE = {

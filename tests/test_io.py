@@ -131,7 +131,11 @@ def test_functional_params_round_trip_prebuilt(tmp_path):
     assert saved.model is model
     assert isinstance(saved.result, jaxem.FitResult)
     np.testing.assert_array_equal(saved.params["p"], result.params["p"])
-    np.testing.assert_array_equal(saved.result.history, result.history)
+    for name in jaxem.FitResult._fields[1:]:  # every field, new ones included
+        a, b = getattr(saved.result, name), getattr(result, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
     assert int(saved.result.n_iter) == 10
     assert saved.metadata["model"]["factory"] == "binomial_mixture"
     # The loaded params feed straight back into jaxem.

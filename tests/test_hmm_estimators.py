@@ -232,7 +232,7 @@ def test_bad_inputs_raise():
         )
     with pytest.raises(ValueError, match="X: symbols should be integers"):
         jaxem.CategoricalHMM(2).fit(X_GAUSS[:, :1])
-    with pytest.raises(ValueError, match="X: counts must be non-negative"):
+    with pytest.raises(ValueError, match="Negative values in data passed to Poisson"):
         jaxem.PoissonHMM(2).fit(-X_POIS)
     with pytest.raises(ValueError, match="covariance_type"):
         jaxem.GaussianHMM(2, covariance_type="banana").fit(X_GAUSS)
@@ -251,3 +251,112 @@ def test_bad_inputs_raise():
         fitted.score(X_GAUSS[:, :1])
     with pytest.raises(ValueError, match="algorithm"):
         fitted.decode(X_GAUSS, algorithm="beam")
+
+
+def _cov_prior(cov):
+    full = _gaussian_covars("full") * 0.5
+    return {"diag": np.full((K, D), 0.3), "full": full, "tied": full[1]}[cov]
+
+
+@pytest.mark.parametrize("cov", ["diag", "full", "tied"])
+def test_vector_valued_priors_match_hmmlearn(cov):
+    # hmmlearn's arrays: means_prior (K, d), covars_prior in the covariances'
+    # own shape, Dirichlet priors (K,) and (K, K); weights as numbers (an
+    # array weight breaks hmmlearn's own M-step, so there is no oracle).
+    priors = dict(
+        startprob_prior=np.array([2.0, 1.5, 1.0]),
+        transmat_prior=np.full((K, K), 1.5) + np.eye(K),
+        means_prior=np.array([[0.5, 0.0], [2.0, 2.0], [5.0, 6.0]]),
+        means_weight=2.0,
+        covars_prior=_cov_prior(cov),
+        covars_weight=3.0 if cov == "diag" else D + 2.0,
+    )
+    ours, theirs, X = _pair(f"gaussian-{cov}", n_iter=4, init_params="", **priors)
+    theirs.tol = -np.inf
+    ours.tol = 0.0
+    ours.fit(X, LENGTHS)
+    theirs.fit(X, LENGTHS)
+    for attr in ("startprob_", "transmat_", "means_", "covars_"):
+        np.testing.assert_allclose(
+            getattr(ours, attr), getattr(theirs, attr), rtol=RTOL, err_msg=attr
+        )
+    np.testing.assert_allclose(
+        list(ours.monitor_.history), list(theirs.monitor_.history), rtol=RTOL
+    )
+
+
+def test_per_state_means_weight_is_a_per_state_prior():
+    # (K,) weights: one per state; equal weights give the scalar's fit.
+    X = X_GAUSS
+    kwargs = dict(n_iter=3, init_params="", tol=0.0, means_prior=1.0)
+    fits = []
+    for weight in (2.0, np.full(K, 2.0), np.array([0.0, 2.0, 50.0])):
+        ours, _, _ = _pair("gaussian-diag", means_weight=weight, **kwargs)
+        fits.append(ours.fit(X, LENGTHS).means_)
+    np.testing.assert_allclose(fits[0], fits[1], rtol=1e-12)
+    # the heavily weighted state is pulled to the prior mean, the free one not
+    assert np.abs(fits[2][2] - 1.0).max() < np.abs(fits[0][2] - 1.0).max()
+
+
+def test_poisson_rate_reaching_zero_matches_hmmlearn():
+    # A state that sees only zero counts has rate 0: 0 log 0 must be 0.
+    X = np.r_[[1], np.zeros(39)].astype(int).reshape(-1, 1)
+    ours = jaxem.PoissonHMM(2, n_iter=25, tol=0.0, init_params="")
+    theirs = hmm.PoissonHMM(2, n_iter=25, tol=-np.inf, init_params="")
+    for est in (ours, theirs):
+        est.startprob_ = np.array([0.5, 0.5])
+        est.transmat_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+        est.lambdas_ = np.array([[0.5], [2.0]])
+    ours.fit(X)
+    theirs.fit(X)
+    assert ours.fit_status_ != jaxem.Status.NONFINITE
+    assert theirs.lambdas_.min() == 0.0  # the case under test
+    np.testing.assert_allclose(ours.lambdas_, theirs.lambdas_, rtol=RTOL, atol=1e-300)
+    np.testing.assert_allclose(ours.transmat_, theirs.transmat_, rtol=RTOL, atol=1e-12)
+    history = np.asarray(ours.monitor_.history)
+    np.testing.assert_allclose(history, list(theirs.monitor_.history), rtol=RTOL)
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+
+
+def test_all_zero_counts_and_one_observation_fit():
+    zeros = jaxem.PoissonHMM(2, n_iter=5, random_state=0).fit(np.zeros((30, 1), int))
+    assert np.all(zeros.lambdas_ < 1e-300)
+    assert zeros.score(np.zeros((30, 1), int)) == pytest.approx(0.0, abs=1e-12)
+    one = jaxem.GaussianHMM(2, n_iter=3, random_state=0).fit(X_GAUSS[:1])
+    assert np.all(np.isfinite(one.means_)) and np.isfinite(one.score(X_GAUSS[:1]))
+    ragged = jaxem.GaussianHMM(K, n_iter=3, random_state=0).fit(
+        X_GAUSS[:19], [10, 8, 1]
+    )
+    assert ragged.monitor_.iter == 3 and np.isfinite(
+        ragged.score(X_GAUSS[:19], [10, 8, 1])
+    )
+
+
+# hmmlearn's issue 2: a constant feature and few points per state.
+ZERO_VARIANCE = np.array(
+    [
+        [715.0, 585.0, 0.0, 0.0],
+        [715.0, 520.0, 1.04705811, -60.3696289],
+        [715.0, 455.0, 0.720886230, -52.7055664],
+        [715.0, 390.0, -0.457946777, -78.0605469],
+        [715.0, 325.0, -6.43127441, -55.9954834],
+        [715.0, 260.0, -2.90063477, -78.0220947],
+        [715.0, 195.0, 8.45532227, -70.3294373],
+        [715.0, 130.0, 4.09387207, -58.3621216],
+        [715.0, 65.0, -1.21667480, -44.8131409],
+    ]
+)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag"])
+def test_singular_covariances_still_give_a_model(cov, caplog):
+    with caplog.at_level(logging.WARNING):
+        est = jaxem.GaussianHMM(3, cov, random_state=0).fit(ZERO_VARIANCE)
+    assert est.fit_status_ != jaxem.Status.NONFINITE
+    assert np.all(np.isfinite(est.covars_)) and np.isfinite(est.score(ZERO_VARIANCE))
+    assert "degenerate solution" in caplog.text
+    if cov == "full":
+        assert est.singular_states_.size > 0
+        assert "turned singular" in caplog.text
+        eig = np.linalg.eigvalsh(est.covars_[est.singular_states_])
+        assert eig.min() >= 0.5 * est.min_covar

@@ -6,7 +6,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_non_negative, validate_data
 
 from .. import constraints
 from .. import models as _models
@@ -93,6 +93,7 @@ class CategoricalHMM(BaseHMM):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.categorical = True
+        tags.input_tags.one_d_array = True  # one column of symbols, or 1-D
         tags.input_tags.positive_only = True
         return tags
 
@@ -114,7 +115,10 @@ class CategoricalHMM(BaseHMM):
             transmat_prior=self.transmat_prior,
             parallel=self.implementation == "parallel",
             emissionprob_prior=check_prior(
-                "emissionprob_prior", self.emissionprob_prior, (self.n_components, m)
+                "emissionprob_prior",
+                self.emissionprob_prior,
+                (self.n_components, m),
+                minimum=0,
             ),
         )
 
@@ -147,8 +151,7 @@ class CategoricalHMM(BaseHMM):
         return self._symbols(X, reset)
 
     def _symbols(self, X, reset):
-        if X.shape[0] and X.min() < 0:
-            raise ValueError("X: symbols should be non-negative")
+        check_non_negative(X, f"{self._name} (X: symbols)")
         if self.n_features is None:
             if hasattr(self, "emissionprob_") and not (
                 reset and "e" in self.init_params

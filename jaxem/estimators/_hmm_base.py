@@ -102,8 +102,8 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
                     f"expected letters from {''.join(self._letters)!r}"
                 )
         k = self.n_components
-        check_prior("startprob_prior", self.startprob_prior, (k,))
-        check_prior("transmat_prior", self.transmat_prior, (k, k))
+        check_prior("startprob_prior", self.startprob_prior, (k,), minimum=0)
+        check_prior("transmat_prior", self.transmat_prior, (k, k), minimum=0)
 
     def _frozen(self) -> tuple[str, ...]:
         return tuple(
@@ -385,8 +385,12 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         """
         return self._e_step(X, lengths)
 
-    def score(self, X, lengths=None) -> float:
-        """Total log-likelihood of X (summed over its sequences)."""
+    def score(self, X, lengths=None, *, y=None) -> float:
+        """Total log-likelihood of X (summed over its sequences).
+
+        ``y`` is accepted and ignored, so that scikit-learn's scorers can call
+        ``score(X, y=y)``.
+        """
         return self._e_step(X, lengths)[0]
 
     def predict_proba(self, X, lengths=None) -> np.ndarray:
@@ -481,3 +485,23 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
 def chain_fit_scalars(k: int) -> dict[str, int]:
     """Free scalars of ``startprob`` (``s``) and ``transmat`` (``t``)."""
     return {"s": k - 1, "t": k * (k - 1)}
+
+
+def expected_failed_checks(estimator) -> dict[str, str]:
+    """The scikit-learn checks an HMM estimator fails by design, with why.
+
+    For ``check_estimator(est, expected_failed_checks=...)`` and
+    ``parametrize_with_checks``.
+    """
+    sequence = (
+        "an HMM's outputs for a sample depend on its neighbours in the "
+        "sequence, so they change when samples are reordered or subset"
+    )
+    return {
+        "check_fit_score_takes_y": (
+            "hmmlearn's signature fit(X, lengths=None): the second argument is "
+            "the sequence lengths (a y passed there is recognised and ignored)"
+        ),
+        "check_methods_sample_order_invariance": sequence,
+        "check_methods_subset_invariance": sequence,
+    }

@@ -80,6 +80,8 @@ def check_lengths(lengths, n_samples: int) -> np.ndarray:
     if lengths is None:
         return np.array([n_samples], dtype=np.int64)
     arr = np.asarray(lengths)
+    if arr.ndim == 0:  # hmmlearn accepts one length as a number
+        arr = arr.reshape(1)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(
             f"lengths: expected a non-empty 1-D array of sequence lengths, got shape "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils.validation import check_non_negative
 
 from .. import models as _models
 from . import _base
@@ -87,6 +88,9 @@ class PoissonHMM(BaseHMM):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
+        # Counts are whole numbers: scikit-learn's checks round their data to
+        # non-negative integers for this tag only.
+        tags.input_tags.categorical = True
         return tags
 
     @property
@@ -122,8 +126,9 @@ class PoissonHMM(BaseHMM):
 
     def _validate_X(self, X, reset):
         X = _base.validate_X(self, X, reset=reset)
-        if np.any(X < 0) or np.any(X != np.round(X)):
-            raise ValueError("X: counts must be non-negative whole numbers")
+        check_non_negative(X, f"{self._name} (X: counts)")
+        if np.any(X != np.round(X)):
+            raise ValueError("X: counts must be whole numbers")
         if hasattr(self, "lambdas_") and not (reset and "l" in self.init_params):
             d = np.shape(np.atleast_2d(self.lambdas_))[1]
             if X.shape[1] != d:

@@ -92,8 +92,26 @@ def _pad_axis(leaf: Any, size: int, axis: int, source: Any) -> Any:
     return xp.concatenate([leaf, xp.broadcast_to(source, shape)], axis=axis)
 
 
+def _on_cpu(x: Any) -> bool:
+    """A concrete JAX array on CPU devices only."""
+    return (
+        isinstance(x, jax.Array)
+        and not isinstance(x, jax.core.Tracer)
+        and all(d.platform == "cpu" for d in x.devices())
+    )
+
+
 def _as_array(leaf: Any) -> Any:
-    return leaf if isinstance(leaf, jax.Array | np.ndarray) else np.asarray(leaf)
+    """A numpy array, or a JAX array off the CPU (kept on its device).
+
+    Padding a CPU array in numpy costs a copy and compiles nothing; each
+    eager ``jnp`` operation would compile a small program per shape.
+    """
+    if isinstance(leaf, np.ndarray) or (
+        isinstance(leaf, jax.Array) and not _on_cpu(leaf)
+    ):
+        return leaf
+    return np.asarray(leaf)
 
 
 def pad_rows(data: Any, size: int) -> Any:
@@ -213,4 +231,17 @@ def pad_sequences(
 
 def unpad_rows(tree: Any, n: int) -> Any:
     """The first ``n`` entries along axis 0 of every leaf (undo ``pad_rows``)."""
-    return jax.tree.map(lambda x: x if x.shape[0] == n else x[:n], tree)
+    return jax.tree.map(lambda x: take(x, (slice(0, n),)), tree)
+
+
+def take(x: Any, index: tuple[slice, ...]) -> Any:
+    """``x[index]`` for basic slices, without compiling for a CPU array.
+
+    An eager slice of a JAX array compiles a small program per shape; on the
+    CPU, slicing a zero-copy numpy view and copying it back compiles nothing.
+    """
+    if not _on_cpu(x):
+        return x[index]
+    view = np.asarray(x)
+    out = view[index]
+    return x if out.shape == view.shape else jnp.asarray(out)

@@ -472,7 +472,10 @@ def padded_viterbi(model, params, data, lengths=None):
     b, t = jax.tree.leaves(data)[0].shape[:2]
     padded, padded_lengths, _ = _buckets.pad_sequences(data, lengths)
     paths, scores = _viterbi_jit(model, params, padded, padded_lengths)
-    return paths[:b, :t], scores[:b]
+    return (
+        _buckets.take(paths, (slice(b), slice(t))),
+        _buckets.take(scores, (slice(b),)),
+    )
 
 
 def viterbi(model, params: Any, data: Any, *, lengths=None) -> jax.Array:

@@ -47,7 +47,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .. import _compile_cache, _progress, _validation
+from .. import _buckets, _compile_cache, _progress, _validation
 from .. import _fit as _fitmod
 
 NotFittedError = sklearn.exceptions.NotFittedError
@@ -177,7 +177,8 @@ def fit_restarts(
         frozen=tuple(frozen),
         callback=callback,
     )
-    return results._replace(history=results.history[:, :max_iter])
+    history = _buckets.take(results.history, (slice(None), slice(max_iter)))
+    return results._replace(history=history)
 
 
 @functools.partial(jax.jit, static_argnames=_fitmod.FIT_STATIC_ARGNAMES)

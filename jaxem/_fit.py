@@ -339,6 +339,13 @@ def fit(
     parameters), tests convergence, then runs an M-step. The log-likelihood
     never decreases from one iteration to the next beyond round-off.
 
+    Concrete data of a ``Categorical`` or ``MarkovChain`` model are padded to a
+    size bucket, so fits on other numbers of rows (sequences, steps) and with
+    other ``max_iter`` or ``tol`` reuse the compiled program. Padding is exact:
+    padded rows have weight 0 and posterior 0 (a ``ClosedForm.stats`` that sums
+    over rows weighted by the posterior needs no change; one that counts rows
+    with ``data.shape[0]`` would be wrong), padded sequences have length 0.
+
     Args:
         model: a ``LatentModel``.
         params0: initial parameters, a pytree of arrays inside the constraints.

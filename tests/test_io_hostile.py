@@ -759,3 +759,33 @@ def test_mutated_bytes_never_run_code(base, flips, cut, tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
     path.write_bytes(bytes(raw if cut is None else raw[: cut % len(raw)]))
     _expect_safe(path, tmp_path)
+
+
+def test_loading_with_jax_defaults_warns_nothing(tmp_path):
+    """As users run it: x64 off, warnings as errors, in a fresh process."""
+    import sys
+
+    good = _write(tmp_path / "e.npz", *_v1_estimator())
+    evil = _write(tmp_path / "evil.npz", *GADGETS["popen"])
+    script = f"""
+import jax, jaxem
+assert not jax.config.jax_enable_x64
+est = jaxem.load({str(good)!r})
+assert est.predict([[3], [9]]).tolist() == [0, 1], est.predict([[3], [9]])
+try:
+    jaxem.load({str(evil)!r})
+except ValueError as err:
+    print("refused", err)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "refused" in proc.stdout and "allow-list" in proc.stdout
+    assert sorted(os.listdir(tmp_path)) == ["e.npz", "evil.npz"]

@@ -255,7 +255,12 @@ def _pass(model, params, source, chunk_rows, first):
                 mask,
             )
             totals = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        previous = totals
         totals = _chunk_pass(model, params, data, weights, lengths, mask, totals)
+        # Back-pressure: dispatch is asynchronous, so without a wait the host
+        # would read and queue every chunk on the device long before the
+        # device got to it. Waiting for the previous chunk keeps two in flight.
+        jax.block_until_ready(previous)
         count += 1
     if count == 0:
         raise ValueError("chunks: the source yielded no chunk")
@@ -477,4 +482,6 @@ def fit_online(
                 model, state, data, weights, step_exponent, step_offset
             )
             lls.append(ll)
+            if len(lls) > 1:  # back-pressure, as in fit_chunked's passes
+                jax.block_until_ready(lls[-2])
     return OnlineResult(state, np.asarray(jnp.stack(lls)))

@@ -20,6 +20,8 @@ sums well conditioned.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import jax.scipy.stats as st
@@ -147,6 +149,7 @@ def _build(name, n_components, n_features, isotropic, min_variance):
     )
 
 
+@functools.cache
 def factor_analysis(n_components: int, n_features: int) -> LatentModel:
     """Factor analysis: k latent factors, a separate noise variance per feature.
 
@@ -180,6 +183,7 @@ def factor_analysis(n_components: int, n_features: int) -> LatentModel:
     )
 
 
+@functools.cache
 def probabilistic_pca(n_components: int, n_features: int) -> LatentModel:
     """Probabilistic PCA: factor analysis with one shared noise variance.
 

@@ -21,9 +21,11 @@ sum x_t E[z_t]^T and sum x x^T over the valid steps.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import jax
 import jax.numpy as jnp
-import jax.scipy.stats as st
 
 from .. import constraints
 from .._latent import ChainFactors, GaussianChain
@@ -31,10 +33,23 @@ from .._latent import _markov_chain as _chain
 from .._model import ClosedForm, LatentModel
 
 _PD = constraints.positive_definite
+_LOG_2PI = math.log(2 * math.pi)
 
 
 def _mvn(x, mean, cov):
-    return st.multivariate_normal.logpdf(x, mean, cov)
+    """log N(x | mean, cov) through the precision matrix.
+
+    The precision and log-determinant depend on the parameters only, so under
+    the E-step's vmap over steps and sequences they are computed once and each
+    step costs two small matrix products (a batched solve per step, as in
+    ``jax.scipy.stats.multivariate_normal``, is ~500x slower on a CPU).
+    """
+    chol = jnp.linalg.cholesky(cov)
+    eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    precision = jax.scipy.linalg.cho_solve((chol, True), eye)
+    r = x - mean
+    half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return -0.5 * (r @ precision @ r) - half_log_det - 0.5 * r.shape[-1] * _LOG_2PI
 
 
 def lgssm_factors() -> ChainFactors:
@@ -191,6 +206,7 @@ def _sample(key, params, n):
     return x, z
 
 
+@functools.cache
 def linear_gaussian_ssm(
     state_dim: int, obs_dim: int, reg_covar: float = 1e-8
 ) -> LatentModel:

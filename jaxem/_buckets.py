@@ -240,7 +240,8 @@ def take(x: Any, index: tuple[slice, ...]) -> Any:
     An eager slice of a JAX array compiles a small program per shape; on the
     CPU, slicing a zero-copy numpy view and copying it back compiles nothing.
     """
-    if not _on_cpu(x):
+    # A float64 array outside an x64 scope must not come back as float32.
+    if not _on_cpu(x) or jax.dtypes.canonicalize_dtype(x.dtype) != x.dtype:
         return x[index]
     view = np.asarray(x)
     out = view[index]

@@ -109,7 +109,8 @@ def run_sklearn(pytest_args) -> list[tuple]:
         package = _copy_sklearn_suite(root)
         private = _private_tests(package, SKLEARN_FILES)
         report = root / "report.xml"
-        env = dict(os.environ, JAX_PLATFORMS="cpu", SKLEARN_SKIP_NETWORK_TESTS="1")
+        # float32 variants too (scikit-learn's global_dtype fixture).
+        env = dict(os.environ, JAX_PLATFORMS="cpu", SKLEARN_RUN_FLOAT32_TESTS="1")
         cmd = [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
             "-p", "no:randomly", f"--junitxml={report}", "--rootdir", str(root),

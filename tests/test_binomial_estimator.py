@@ -103,7 +103,6 @@ def test_warm_start_continues_and_convergence_warning():
         ({}, np.array([[1.0], [np.nan], [3.0]]), "Input X contains NaN"),
         ({}, np.array([[1.0], [25.0], [3.0]]), r"X: head counts must be whole"),
         ({}, np.array([[1.5], [2.0], [3.0]]), r"X: head counts must be whole"),
-        ({}, np.ones((4, 2)), r"X: expected one column of head counts"),
         ({}, np.array([[1.0]]), "1 sample.* while a minimum of 2 is required"),
         ({"n_components": 3}, np.ones((2, 1)), "n_components = 3, n_samples = 2"),
         ({"n_components": 0}, np.ones((4, 1)), "'n_components' parameter"),
@@ -154,3 +153,20 @@ def test_coin_without_data_is_reported():
         est.fit(X)
     np.testing.assert_array_equal(est.collapsed_, [False, True])
     assert est.weights_[1] == 0.0 and np.isfinite(est.p_).all()
+
+
+def test_several_columns_are_independent_coins():
+    rng = np.random.default_rng(4)
+    z = rng.random(300) < 0.4
+    X = rng.binomial(10, np.where(z[:, None], [0.8, 0.2, 0.6], [0.3, 0.7, 0.5]))
+    est = jaxem.BinomialMixture(2, 10, n_init=2, random_state=0, tol=1e-8).fit(X)
+    order = np.argsort(est.p_[:, 0])
+    np.testing.assert_allclose(
+        est.p_[order], [[0.3, 0.7, 0.5], [0.8, 0.2, 0.6]], atol=0.06
+    )
+    # The log-likelihood factorises over columns given the component.
+    from scipy import stats
+
+    dens = stats.binom.pmf(X[:, None, :], 10, est.p_[None]).prod(-1) @ est.weights_
+    np.testing.assert_allclose(est.score_samples(X), np.log(dens), rtol=1e-10)
+    assert est.sample(7)[0].shape == (7, 3)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from numbers import Integral
 
+import jax
 import jax.numpy as jnp
+import jax.scipy.stats as st
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import constraints
 from .. import models as _models
+from .._latent import Categorical
+from .._model import ClosedForm, LatentModel
 from . import _base
 from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
@@ -22,10 +27,12 @@ class BinomialMixture(MixtureEstimator):
     """A mixture of coins: each sample is a number of heads out of ``n_trials``.
 
     A scikit-learn estimator (``clone``, ``GridSearchCV``, ``Pipeline``) with
-    the methods of ``sklearn.mixture.GaussianMixture``. X is one column of
-    whole head counts in ``[0, n_trials]`` (its tags declare non-negative
-    input). The dtype follows the input: float32 counts are fitted in float32,
-    anything else in float64.
+    the methods of ``sklearn.mixture.GaussianMixture``. X is (N, 1) whole
+    head counts in ``[0, n_trials]``, or (N, d): d coins tossed per sample,
+    independent given the component (latent class analysis for binary items
+    when ``n_trials=1``). Its tags declare non-negative whole-number input, so
+    scikit-learn's ``check_estimator`` feeds it counts. The dtype follows the
+    input: float32 counts are fitted in float32, anything else in float64.
 
     Args:
         n_components: number of coins K.
@@ -38,14 +45,15 @@ class BinomialMixture(MixtureEstimator):
         init_params: ``"quantiles"`` (head rates at spread quantiles of the
             data) or ``"random"`` (random responsibilities).
         weights_init: optional (K,) initial mixing weights.
-        p_init: optional (K,) initial head probabilities.
+        p_init: optional (K,) initial head probabilities ((K, d) for d
+            columns).
         random_state: None, an int, a numpy ``RandomState``/``Generator``.
         warm_start: start from the previous fit's parameters.
         verbose: show a progress display of the log-likelihood.
 
     Attributes:
         weights_: (K,) mixing weights.
-        p_: (K,) probability of heads of each coin.
+        p_: (K,) probability of heads of each coin; (K, d) for d columns.
         converged_, n_iter_, lower_bound_, lower_bounds_: as in scikit-learn.
         collapsed_: (K,) bool, coins that ended with no data (held at their
             last ``p_`` with weight near zero; a ``CollapsedComponentWarning``
@@ -54,7 +62,7 @@ class BinomialMixture(MixtureEstimator):
 
     Raises:
         ValueError: bad arguments (scikit-learn's ``InvalidParameterError``),
-            X not one column of whole counts in ``[0, n_trials]``,
+            X not whole counts in ``[0, n_trials]``,
             ``n_components`` > number of samples.
 
     Examples:
@@ -102,14 +110,19 @@ class BinomialMixture(MixtureEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
-    def _model(self, n_features=1):
-        return _models.binomial_mixture(int(self.n_components), int(self.n_trials))
+    def _model(self, n_features=None):
+        if n_features is None:
+            n_features = getattr(self, "n_features_in_", 1)
+        k, n = int(self.n_components), int(self.n_trials)
+        if n_features == 1:
+            return _models.binomial_mixture(k, n)
+        return independent_binomials(k, n, int(n_features))
 
     def _check_X(self, X):
-        if X.shape[1] != 1:
+        if np.any(X < 0):
             raise ValueError(
-                f"X: expected one column of head counts, shape (N, 1), got shape "
-                f"{X.shape}"
+                "Negative values in data passed to BinomialMixture: X holds head "
+                f"counts, whole numbers in [0, n_trials={self.n_trials}]"
             )
         if np.any(X < 0) or np.any(X > self.n_trials) or np.any(X != np.round(X)):
             raise ValueError(
@@ -127,8 +140,9 @@ class BinomialMixture(MixtureEstimator):
             if value is None:
                 continue
             arr = np.asarray(value, dtype=np.float64)
-            if arr.shape != (k,):
-                raise ValueError(f"{name}: expected shape ({k},), got {arr.shape}")
+            shape = (k,) if key == "weights" or X.shape[1] == 1 else (k, X.shape[1])
+            if arr.shape != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
             problem = con.check(arr)
             if problem:
                 raise ValueError(f"{name}: {problem}")
@@ -136,20 +150,21 @@ class BinomialMixture(MixtureEstimator):
         self._inits = inits
 
     def _to_data(self, X):
-        return X[:, 0]
+        return X[:, 0] if X.shape[1] == 1 else X
 
     def _from_data(self, x):
-        return x.reshape(-1, 1)
+        return x.reshape(x.shape[0], -1)
 
     def _init_params(self, key, data, weights):
-        params = self._model().init(key, data, method=self.init_params)
+        d = 1 if data.ndim == 1 else data.shape[1]
+        params = self._model(d).init(key, data, method=self.init_params)
         return {**params, **{k: jnp.asarray(v) for k, v in self._inits.items()}}
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the coins with EM over ``n_init`` (vmapped) restarts.
 
         Args:
-            X: (N, 1) head counts.
+            X: (N, 1) head counts, or (N, d) for d coins per sample.
             y: ignored.
             sample_weight: optional (N,) non-negative weights.
 
@@ -184,5 +199,69 @@ class BinomialMixture(MixtureEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        # Counts: scikit-learn's checks then feed non-negative whole numbers.
         tags.input_tags.positive_only = True
+        tags.input_tags.categorical = True
         return tags
+
+
+@functools.cache
+def independent_binomials(n_components: int, n_trials: int, n_features: int):
+    """A coin mixture over d columns: each sample is d head counts, each of
+    ``n_trials`` tosses, independent given the component.
+
+    Parameters: ``{"weights": (K,) simplex, "p": (K, d) head probabilities}``;
+    data (N, d). With one column this is ``models.binomial_mixture``.
+    """
+    k, n = n_components, n_trials
+
+    def log_joint(params, x, z):
+        return (
+            jnp.log(params["weights"][z]) + st.binom.logpmf(x, n, params["p"][z]).sum()
+        )
+
+    def log_joint_table(params, data):
+        log_pmf = st.binom.logpmf(data[:, None, :], n, params["p"][None])
+        return jnp.log(params["weights"])[None, :] + log_pmf.sum(-1)
+
+    def stats(data, resp, weights):
+        if weights is not None:
+            resp = resp * weights[:, None]
+        return {"counts": resp.sum(0), "heads": resp.T @ data}
+
+    def update(s, params):
+        total = s["counts"].sum()
+        eps = jnp.finfo(s["counts"].dtype).eps
+        alive = (s["counts"] > eps * total)[:, None]
+        p = s["heads"] / (n * jnp.where(alive, s["counts"][:, None], 1.0))
+        p = jnp.where(alive, jnp.clip(p, eps, 1 - eps), params["p"])
+        return {"weights": s["counts"] / total, "p": p}
+
+    def init(key, data, method="quantiles"):
+        data = jnp.asarray(data)
+        if method == "quantiles":
+            levels = (jnp.arange(k) + 0.5) / k
+            p = jnp.clip(0.1 + 0.8 * jnp.quantile(data / n, levels, axis=0), 0.05, 0.95)
+            jitter = 0.01 * jax.random.uniform(key, (k, n_features), data.dtype)
+            weights = jnp.full(k, 1.0 / k, data.dtype)
+            return {"weights": weights, "p": jnp.sort(p, axis=0) + jitter}
+        resp = jax.random.dirichlet(key, jnp.ones(k, data.dtype), (data.shape[0],))
+        start = {"p": jnp.full((k, n_features), 0.5, data.dtype)}
+        return update(stats(data, resp, None), start)
+
+    def sample(key, params, size):
+        kz, kx = jax.random.split(key)
+        z = jax.random.categorical(kz, jnp.log(params["weights"]), shape=(size,))
+        return jax.random.binomial(kx, n, params["p"][z]), z
+
+    return LatentModel(
+        log_joint,
+        latent=Categorical(k),
+        constraints={"weights": constraints.simplex, "p": constraints.unit_interval},
+        m_step=ClosedForm(stats=stats, update=update),
+        log_joint_table=log_joint_table,
+        init=init,
+        sample=sample,
+        event_shape=(n_features,),
+        name=f"independent_binomials({k}, {n}, {n_features})",
+    )

@@ -31,7 +31,6 @@ keep the best and expose fitted attributes. Nothing here runs per iteration.
 from __future__ import annotations
 
 import functools
-import inspect
 import numbers
 import warnings
 from typing import Any
@@ -285,9 +284,8 @@ def as_jax(x, dtype=None):
 
 
 # ---------------------------------------------------------------------------
-# Legacy helpers, still used by ``_hmm.py`` until it moves to scikit-learn's
-# machinery above (``BaseEstimator``, ``_parameter_constraints``,
-# ``validate_X``); remove them then.
+# Still used by an estimator outside the mixtures (``_lgssm.py``); the
+# scikit-learn way is an ``Interval`` in ``_parameter_constraints``.
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -296,73 +294,3 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
     return int(value)
-
-
-def check_tol(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
-    if not (value >= 0 and np.isfinite(value)):
-        raise ValueError(f"{name}: expected a finite non-negative number, got {value}")
-    return float(value)
-
-
-def check_array(
-    name: str, X, *, ndim: int = 2, min_rows: int = 1, n_features: int | None = None
-) -> np.ndarray:
-    """Validate a numpy-like input; keep float32/float64, else cast to float64."""
-    try:
-        arr = np.asarray(X)
-    except Exception as err:  # ragged nested lists, objects
-        raise ValueError(f"{name}: cannot be read as a numeric array ({err})") from err
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
-    if arr.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
-    _validation.check_finite(name, arr)
-    if arr.shape[0] < min_rows:
-        raise ValueError(
-            f"{name}: {arr.shape[0]} sample(s) is fewer than the required {min_rows}"
-        )
-    if n_features is not None and ndim == 2 and arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name}: has {arr.shape[1]} features, but the estimator expects "
-            f"{n_features}"
-        )
-    return arr
-
-
-def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight, dtype=dtype)
-    _validation.check_weights("sample_weight", w, n)
-    return w
-
-
-class EstimatorParams:
-    """scikit-learn's parameter protocol (legacy: use ``BaseEstimator``)."""
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = set(self._param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"{name}: not a parameter of {type(self).__name__} "
-                    f"(valid: {sorted(valid)})"
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"

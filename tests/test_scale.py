@@ -218,6 +218,15 @@ EIGHT_DEVICES = textwrap.dedent(
     s1 = jaxem.shard(x[:, 0])
     many = jaxem.fit(user, q0, s1.data, weights=s1.weights, max_iter=8, tol=0.0)
     same(one, many)
+    # Online EM over sharded data: the same steps as over the same (padded)
+    # rows on one device.
+    gm = jaxem.models.gaussian_mixture(2, 3, "diag")
+    padded, w = np.asarray(s.data), np.asarray(s.weights)
+    mb = dict(batch_size=144, num_epochs=2, key=jax.random.key(0))
+    one = jaxem.fit_minibatch(gm, starts(2, "diag"), padded, weights=w, **mb)
+    many = jaxem.fit_minibatch(gm, starts(2, "diag"), s.data, weights=s.weights, **mb)
+    for key in one.params:
+        np.testing.assert_allclose(one.params[key], many.params[key], rtol=1e-10)
     print("eight devices ok")
     """
 )

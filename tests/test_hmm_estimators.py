@@ -354,8 +354,8 @@ def test_singular_covariances_still_give_a_model(cov, caplog):
         est = jaxem.GaussianHMM(3, cov, random_state=0).fit(ZERO_VARIANCE)
     assert est.fit_status_ != jaxem.Status.NONFINITE
     assert np.all(np.isfinite(est.covars_)) and np.isfinite(est.score(ZERO_VARIANCE))
-    assert "degenerate solution" in caplog.text
-    if cov == "full":
+    if cov == "full":  # 50 free scalars for 36 data points
+        assert "degenerate solution" in caplog.text
         assert est.singular_states_.size > 0
         assert "turned singular" in caplog.text
         eig = np.linalg.eigvalsh(est.covars_[est.singular_states_])

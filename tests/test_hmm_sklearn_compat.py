@@ -49,7 +49,6 @@ CHEAP_CHECKS = [
     checks.check_get_params_invariance,
     checks.check_set_params,
     checks.check_estimators_unfitted,
-    checks.check_estimators_nan_inf,
     checks.check_estimator_sparse_matrix,
     checks.check_estimator_repr,
     checks.check_estimator_tags_renamed,
@@ -61,8 +60,7 @@ FITTING_CHECKS = [
     checks.check_dont_overwrite_parameters,
     checks.check_n_features_in_after_fitting,
     checks.check_fit_check_is_fitted,
-    checks.check_estimators_pickle,
-    checks.check_fit_idempotent,
+    checks.check_estimators_nan_inf,
     checks.check_dict_unchanged,
 ]
 

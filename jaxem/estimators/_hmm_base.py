@@ -290,26 +290,26 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
             if self.verbose
             else contextlib.nullcontext()
         )
-        data, lengths = jnp.asarray(data), jnp.asarray(lengths)
         with progress as callback:
             if self.n_init == 1:  # concrete data: fit pads to a size bucket
                 result = _fitmod.fit(
                     model,
                     _base.take(params0, 0),
-                    data,
-                    lengths=lengths,
+                    jnp.asarray(data),
+                    lengths=jnp.asarray(lengths),
                     tol=tol,
                     callback=callback,
                     **kwargs,
                 )
                 results = jax.tree.map(lambda a: a[None], result)
-            else:
+            else:  # padded to a size bucket here: inside jit, fit cannot
+                data, lengths, _ = _buckets.pad_sequences(data, lengths)
                 results = _base.fit_restarts(
                     model,
                     params0,
-                    data,
+                    jnp.asarray(data),
                     None,
-                    lengths,
+                    jnp.asarray(lengths),
                     tol,
                     callback=callback,
                     **kwargs,

@@ -259,3 +259,65 @@ CASES += [
         _student_t_params,
     ),
 ]
+
+
+# ------------------------------------------------------- continuous latents
+def _fa_data():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(2, 4)) * 2.0
+    x = rng.normal(size=(60, 2)) @ w + rng.normal(size=(60, 4))
+    return {"data": jnp.asarray(x)}
+
+
+def _fa_params(key):
+    return {
+        "components": jax.random.normal(key, (2, 4)),
+        "mean": jnp.zeros(4),
+        "noise_variance": jnp.ones(4),
+    }
+
+
+FA_GRADIENT = jaxem.LatentModel(  # the same model declared by a user
+    jaxem.models.factor_analysis(2, 4).log_joint,
+    jaxem.Gaussian(2),
+    constraints={"noise_variance": jaxem.constraints.positive},
+)
+
+
+def _lgssm_data():
+    rng = np.random.default_rng(1)
+    z = np.cumsum(rng.normal(size=(3, 30, 2)) * 0.3, axis=1)
+    x = z @ np.array([[1.0, 0.5], [0.0, 1.0]]) + 0.3 * rng.normal(size=z.shape)
+    x[1, 18:] = 1e6  # padding holds arbitrary values
+    return {"data": jnp.asarray(x), "lengths": jnp.asarray(HMM_LENGTHS)}
+
+
+def _lgssm_params(key):
+    eye = jnp.eye(2)
+    return {
+        "initial_mean": jnp.zeros(2),
+        "initial_cov": eye,
+        "transition_matrix": 0.9 * eye,
+        "transition_bias": jnp.zeros(2),
+        "transition_cov": 0.2 * eye,
+        "emission_matrix": eye + 0.3 * jax.random.normal(key, (2, 2)),
+        "emission_bias": jnp.zeros(2),
+        "emission_cov": 0.5 * eye,
+    }
+
+
+CASES += [
+    ModelCase(
+        "factor_analysis",
+        lambda: jaxem.models.factor_analysis(2, 4),
+        _fa_data,
+        _fa_params,
+    ),
+    ModelCase("factor_analysis_gradient", lambda: FA_GRADIENT, _fa_data, _fa_params),
+    ModelCase(
+        "linear_gaussian_ssm",
+        lambda: jaxem.models.linear_gaussian_ssm(2, 2),
+        _lgssm_data,
+        _lgssm_params,
+    ),
+]

@@ -221,7 +221,12 @@ class GaussianChain:
         return _chain.MarkovChain.num_observations(self, data, weights, lengths)
 
     def validate(self, model, data, weights=None, lengths=None) -> None:
-        """Host-side checks of ``fit``'s inputs; raises ``ValueError``."""
+        """Host-side checks of ``fit``'s inputs; raises ``ValueError``.
+
+        One unbatched sequence (T, ...) is read as a batch of one when the
+        model declares its ``event_shape``, as ``e_step`` reads it.
+        """
+        data = _chain._as_batch(model, data)
         b, t = _validation.check_data_leaves("data", data, 2)
         _validation.check_event_shape("data", data, 2, model.event_shape)
         _chain.check_lengths(lengths, b, t)

@@ -19,6 +19,7 @@ SMALL = {
     "coins": {"iterations": 10},
     "gmm_heights": {"n": 300},
     "casino": {"n_rolls": 300, "n_iter": 30, "n_init": 1},
+    "random_effects": {"n_groups": 40, "max_iter": 60},
 }
 
 
@@ -33,6 +34,14 @@ def _check_poisson(params):
 
 
 CHECKS = {"regression_mixture": _check_regression, "poisson_mixture": _check_poisson}
+
+
+def _check_random_effects(params):
+    np.testing.assert_allclose(params["sigma"], 0.4, atol=0.1)
+    assert np.linalg.eigvalsh(params["effects_cov"]).min() > 0
+
+
+CHECKS["random_effects"] = _check_random_effects
 
 
 def _load(path):

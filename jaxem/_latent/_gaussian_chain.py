@@ -71,6 +71,7 @@ class _Blocks(NamedTuple):
     grad: jax.Array  # (T, n)
     chol: jax.Array  # (T, n, n) Cholesky factors of the Schur complements S_t
     off: jax.Array  # (T-1, n, n) blocks J_{t,t+1} of the negative Hessian
+    direction: jax.Array  # (T, n) Newton direction J^-1 grad (grad if J not PD)
 
 
 class _Newton(NamedTuple):
@@ -299,30 +300,27 @@ def _sequence_density(factors, params, x, mask):
 
 
 # ---------------------------------------------------------- block solves
-def _factorise(diag, off):
-    """Cholesky factors (T, n, n) of the Schur complements of J."""
+def _factor_solve(diag, off, rhs):
+    """Cholesky factors (T, n, n) of the Schur complements of J, and J^-1 rhs.
 
-    def step(chol_prev, inputs):
-        d, o = inputs
-        x = jax.scipy.linalg.cho_solve((chol_prev, True), o)
-        chol = jnp.linalg.cholesky(d - o.T @ x)
-        return chol, chol
+    One forward scan factorises and substitutes at once; one backward scan
+    finishes the solve.
+    """
+
+    def forward(carry, inputs):
+        chol_prev, y_prev = carry
+        d, o, r = inputs
+        both = jnp.concatenate([o, y_prev[:, None]], axis=1)
+        x = jax.scipy.linalg.cho_solve((chol_prev, True), both)
+        chol = jnp.linalg.cholesky(d - o.T @ x[:, :-1])
+        y = r - o.T @ x[:, -1]
+        return (chol, y), (chol, y)
 
     first = jnp.linalg.cholesky(diag[0])
-    _, rest = jax.lax.scan(step, first, (diag[1:], off))
-    return jnp.concatenate([first[None], rest])
-
-
-def _solve(blocks: _Blocks, rhs):
-    """J^-1 rhs for rhs (T, n), by forward and backward substitution."""
-    chol, off = blocks.chol, blocks.off
-
-    def forward(y_prev, inputs):
-        c_prev, o, r = inputs
-        y = r - o.T @ jax.scipy.linalg.cho_solve((c_prev, True), y_prev)
-        return y, y
-
-    _, y_rest = jax.lax.scan(forward, rhs[0], (chol[:-1], off, rhs[1:]))
+    _, (chol_rest, y_rest) = jax.lax.scan(
+        forward, (first, rhs[0]), (diag[1:], off, rhs[1:])
+    )
+    chol = jnp.concatenate([first[None], chol_rest])
     y = jnp.concatenate([rhs[:1], y_rest])
     last = jax.scipy.linalg.cho_solve((chol[-1], True), y[-1])
 
@@ -332,7 +330,7 @@ def _solve(blocks: _Blocks, rhs):
         return d, d
 
     _, d_rest = jax.lax.scan(backward, last, (chol[:-1], off, y[:-1]), reverse=True)
-    return jnp.concatenate([d_rest, last[None]])
+    return chol, jnp.concatenate([d_rest, last[None]])
 
 
 def _moments(blocks: _Blocks):
@@ -363,15 +361,13 @@ def _newton(density, z0, max_steps) -> _Newton:
 
     def evaluate(z):
         value, grad, diag, off = blocks_fn(z)
-        return _Blocks(value, grad, _factorise(diag, off), off)
-
-    def direction(b):
-        d = _solve(b, b.grad)
-        return jnp.where(jnp.all(jnp.isfinite(d)), d, b.grad)
+        chol, d = _factor_solve(diag, off, grad)
+        d = jnp.where(jnp.all(jnp.isfinite(d)), d, grad)
+        return _Blocks(value, grad, chol, off, d)
 
     def is_done(b):
         eps = jnp.finfo(b.value.dtype).eps
-        gain = 0.5 * jnp.sum(b.grad * direction(b))
+        gain = 0.5 * jnp.sum(b.grad * b.direction)
         return jnp.isfinite(b.value) & (gain <= 8 * eps * (1.0 + jnp.abs(b.value)))
 
     b0 = evaluate(z0)
@@ -381,7 +377,7 @@ def _newton(density, z0, max_steps) -> _Newton:
         return (s.step < max_steps) & ~s.done
 
     def body(s):
-        d = direction(s.blocks)
+        d = s.blocks.direction
         f0 = s.blocks.value
         slack = 4 * jnp.finfo(f0.dtype).eps * (1.0 + jnp.abs(f0))
 

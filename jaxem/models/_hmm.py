@@ -413,17 +413,22 @@ def _gaussian_hmm(
             params["means"], params["covars"], covariance_type, data
         )
 
-    def stats(data, posterior, weights):
+    def stats(data, posterior, weights, ref):
+        # Moments about each state's current mean ``ref`` (a parameter, so
+        # they still add across sequences and chunks): raw moments cancel
+        # for data far from the origin (an offset of 1e8 in float64).
         x = _masked(data, _valid(posterior))
         gamma = _weighted(posterior.marginals, weights)
+        lead = (1,) * (x.ndim - 1)
+        xc = x[..., None, :] - ref.astype(x.dtype).reshape(lead + ref.shape)
         s = {
             "post": jnp.sum(gamma, axis=(0, 1)),
-            "obs": jnp.einsum("btk,btd->kd", gamma, x),
+            "obs": jnp.einsum("btk,btkd->kd", gamma, xc),
         }
         if covariance_type in ("diag", "spherical"):
-            s["obs2"] = jnp.einsum("btk,btd->kd", gamma, x * x)
+            s["obs2"] = jnp.einsum("btk,btkd->kd", gamma, xc * xc)
         else:
-            s["obsobs"] = jnp.einsum("btk,btd,bte->kde", gamma, x, x)
+            s["obsobs"] = jnp.einsum("btk,btkd,btke->kde", gamma, xc, xc)
         return s
 
     def update(s, params, frozen=()):
@@ -440,12 +445,15 @@ def _gaussian_hmm(
         )
         alive = post > 0
         denom = post[:, None]
-        means = (m_weight * m_prior + s["obs"]) / (m_weight + denom)
-        means = jnp.where(alive[:, None], means, params["means"])
+        # The statistics are about the current means ``ref``: hmmlearn's
+        # formulas with x replaced by x - ref and each centre shifted alike.
+        ref = params["means"]
+        step = (m_weight * (m_prior - ref) + s["obs"]) / (m_weight + denom)
+        means = jnp.where(alive[:, None], ref + step, ref)
         # hmmlearn: covariances are centred on the means being fitted, or on
         # the current ones when the means are held fixed.
-        centre = params["means"] if "means" in frozen else means
-        diff = centre - m_prior
+        centre = jnp.zeros_like(step) if "means" in frozen else step
+        diff = centre + ref - m_prior
         safe_post = jnp.where(alive, post, 1.0)
         if covariance_type in ("diag", "spherical"):
             c_n = (
@@ -493,9 +501,9 @@ def _gaussian_hmm(
         new = chain_update(s["chain"], params, startprob_prior, transmat_prior)
         return {**new, "means": means, "covars": covars}
 
-    def all_stats(data, posterior, weights):
+    def all_stats(data, posterior, weights, params):
         return {
-            **stats(data, posterior, weights),
+            **stats(data, posterior, weights, jnp.asarray(params["means"])),
             "chain": chain_stats(posterior, weights),
         }
 

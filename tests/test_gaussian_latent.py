@@ -186,3 +186,15 @@ def test_float32_input_gives_float32_posterior():
     assert post.mean.dtype == jnp.float32 and post.cov.dtype == jnp.float32
     mean, cov, _ = _closed_form(_random_params(0), np.asarray(x, np.float64))
     np.testing.assert_allclose(post.mean, mean, rtol=1e-3, atol=1e-4)
+
+
+def test_continuous_latents_page_snippets_run():
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs/continuous-latents.md"
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S):
+        exec(compile(block, "continuous-latents.md snippet", "exec"), namespace)
+    assert int(namespace["result"].status) == jaxem.Status.CONVERGED
+    assert namespace["post"].cross_cov.shape == (3, 49, 2, 2)

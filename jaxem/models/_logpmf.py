@@ -54,7 +54,9 @@ def poisson_logpmf(x, rate):
         >>> round(float(poisson_logpmf(jnp.array(3.0), jnp.array(2.0))), 6)
         -1.712318
     """
-    dtype = jnp.result_type(x, rate, jnp.float32)
+    dtype = jnp.result_type(x, rate)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jnp.result_type(float)  # integer counts and rates
     x = jnp.asarray(x, dtype)
     rate = jnp.asarray(rate, dtype)
     pos = x > 0

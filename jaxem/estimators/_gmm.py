@@ -308,6 +308,7 @@ def _check_shape(name, arr, shape, sk_name):
 
 
 def _check_weights(value, k) -> np.ndarray:
+    single = getattr(value, "dtype", None) == np.float32  # sklearn's tolerance
     w = _as_float("weights_init", value)
     _check_shape("weights_init", w, (k,), "weights")
     if np.any(w < 0) or np.any(w > 1):
@@ -315,7 +316,7 @@ def _check_weights(value, k) -> np.ndarray:
             "weights_init: The parameter 'weights' should be in the range [0, 1], "
             f"but got max value {np.min(w):.5f}, min value {np.max(w):.5f}"
         )
-    if not np.allclose(abs(1.0 - w.sum()), 0.0, atol=1e-8):
+    if not np.allclose(abs(1.0 - w.sum()), 0.0, atol=1e-6 if single else 1e-8):
         raise ValueError(
             "weights_init: The parameter 'weights' should be normalized, but got "
             f"sum(weights) = {w.sum():.5f}"

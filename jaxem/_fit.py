@@ -14,12 +14,12 @@ import optax
 from . import (
     _buckets,
     _compile_cache,
+    _fit_args,
     _model_checks,
     _mstep,
     _stationarity,
     _validation,
 )
-from . import constraints as _constraints
 from ._latent import Categorical, EStep, MarkovChain, _markov_chain
 from ._model import LatentModel
 
@@ -419,7 +419,7 @@ def fit(
         raise ValueError(
             f"max_iter: expected a positive int (at most {MAX_ITER}), got {max_iter!r}"
         )
-    params0, frozen = _validate(
+    params0, frozen = _fit_args.check_fit_args(
         model,
         params0,
         data,
@@ -474,53 +474,6 @@ def fit(
     return result
 
 
-def _validate(
-    model,
-    params0,
-    data,
-    weights,
-    lengths,
-    tol,
-    frozen,
-    optimizer,
-    m_step_iters,
-    callback,
-    gradient_norm,
-):
-    """Check ``fit``'s arguments; returns ``(params0 as floats, frozen)``.
-
-    Types always; values when concrete (the model's output shapes are checked
-    by ``fit`` on the padded data).
-    """
-    _validation.check_optimizer("m_step_optimizer", optimizer)
-    if m_step_iters is not None:
-        _validation.check_int("m_step_iters", m_step_iters)
-    _validation.check_callable("callback", callback)
-    if not isinstance(gradient_norm, bool):
-        raise ValueError(f"gradient_norm: expected a bool, got {gradient_norm!r:.60}")
-    frozen = _validation.check_frozen(frozen, params0)
-    if _validation.is_concrete(tol):
-        _validation.check_tolerance("tol", tol)
-    if _validation.is_concrete(params0, data, weights, lengths):
-        model.latent.validate(model, data, weights, lengths)
-        _validation.check_params_finite("params0", params0)
-        _constraints.check_params(model.constraints, params0, "params0")
-    return _validation.as_float_params(params0, data, frozen), frozen
-
-
-def _check_inference(model, params, data, weights=None, lengths=None) -> None:
-    """Checks of ``posterior``/``log_likelihood``'s arguments (any number of rows)."""
-    if not isinstance(model, LatentModel):
-        raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r:.60}")
-    if _validation.is_concrete(params, data, weights, lengths):
-        _validation.check_params_finite("params", params)
-        if isinstance(model.latent, Categorical):
-            model.latent.validate(model, data, weights, lengths, fitting=False)
-        else:
-            model.latent.validate(model, data, weights, lengths)
-    _model_checks.check_model(model, params, data, weights, lengths)
-
-
 def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
     """Posterior of the latent variables under ``params``.
 
@@ -540,8 +493,7 @@ def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
         >>> bool(jnp.allclose(resp.sum(axis=1), 1.0))
         True
     """
-    data = _as_inference_data(model, data)
-    _check_inference(model, params, data, None, lengths)
+    data = _fit_args.check_inference_args(model, params, data, None, lengths)
     return e_step(model, params, data, lengths=lengths).posterior
 
 
@@ -567,16 +519,8 @@ def log_likelihood(
         >>> float(jaxem.log_likelihood(model, params, heads)) < 0
         True
     """
-    data = _as_inference_data(model, data)
-    _check_inference(model, params, data, weights, lengths)
+    data = _fit_args.check_inference_args(model, params, data, weights, lengths)
     return e_step(model, params, data, weights=weights, lengths=lengths).log_likelihood
-
-
-def _as_inference_data(model, data):
-    """One unbatched chain sequence (T, ...) read as a batch of one."""
-    if isinstance(getattr(model, "latent", None), MarkovChain):
-        return _markov_chain._as_batch(model, data)
-    return data
 
 
 def e_step(model, params, data, *, weights=None, lengths=None) -> EStep:

@@ -186,3 +186,16 @@ def test_defaults_x64_off_warnings_as_errors_in_a_subprocess():
         },
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_scoring_many_data_sizes_compiles_a_few_programs():
+    from jaxem.estimators import _mixture
+
+    X = _blobs()
+    gm = _gm().fit(X)
+    before = _mixture._log_resp_jit._cache_size()
+    full = gm.score_samples(X)
+    for n in range(3, 60, 2):
+        np.testing.assert_allclose(gm.score_samples(X[:n]), full[:n], rtol=1e-12)
+    # 29 sizes from 3 to 59 rows: size buckets 8, 16, 32, 64.
+    assert _mixture._log_resp_jit._cache_size() - before <= 4

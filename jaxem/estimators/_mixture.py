@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils._param_validation import Interval
 
+from .. import _buckets
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
 from . import _base
@@ -268,9 +269,9 @@ def _num_rows(X) -> int:
 
 
 def _bucket(n: int) -> int:
-    """Row count to compile for: the next power of two (at least 8), so
-    predicting on data of many sizes compiles a few programs, not one each."""
-    return max(8, 1 << (int(n) - 1).bit_length())
+    """Row count to compile for (``jaxem._buckets``), so predicting on data of
+    many sizes compiles a few programs, not one each."""
+    return _buckets.bucket(int(n), minimum=8)
 
 
 def _mean_log_likelihood(model, params, X, to_data, w) -> float:
@@ -283,8 +284,7 @@ def _mean_log_likelihood(model, params, X, to_data, w) -> float:
 def _padded_log_resp(model, params, data):
     data = np.asarray(data)
     n = data.shape[0]
-    pad = _bucket(n) - n
-    padded = np.concatenate([data, np.repeat(data[:1], pad, axis=0)])
+    padded = _buckets.pad_rows(data, _bucket(n))
     log_prob, log_resp = _log_resp_jit(model, params, padded)
     return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n]
 

@@ -481,3 +481,24 @@ def test_sklearn_messages_where_its_tests_match_them():
     gm = jaxem.GaussianMixture(2, random_state=0, max_iter=5, tol=1.0).fit(X)
     with pytest.raises(ValueError, match="Invalid value for 'n_samples'"):
         gm.sample(0)
+
+
+def test_non_finite_stop_is_reported_never_converged():
+    # A component on one isolated point: with reg_covar=0 its variance becomes
+    # exactly 0 and the next log-likelihood is infinite.
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(30, 2)), [[100.0, 100.0]]])
+    args = dict(
+        covariance_type="spherical",
+        reg_covar=0,
+        means_init=[[0, 0], [100, 100]],
+        weights_init=[0.9, 0.1],
+        precisions_init=[1.0, 1e6],
+    )
+    gm = jaxem.GaussianMixture(2, max_iter=1, **args)
+    with pytest.warns(jaxem.estimators.ConvergenceWarning, match="NaN or infinite"):
+        gm.fit(X)
+    assert gm.fit_status_ == jaxem.Status.NONFINITE and not gm.converged_
+    np.testing.assert_allclose(gm.covariances_, [1.0, 1e-6])  # last finite
+    with pytest.raises(ValueError, match="increase reg_covar"):
+        jaxem.GaussianMixture(2, max_iter=5, **args).fit(X)

@@ -23,6 +23,9 @@ class CategoricalHMM(BaseHMM):
 
     X is (n_samples, 1) non-negative integer symbols in {0, ..., n_features - 1}
     (also accepted: a 1-D array of symbols, and floats with whole values).
+    Beyond hmmlearn, X may have c > 1 columns: each step then emits c
+    symbols, independently, from its state's ``emissionprob_`` row (a bag of
+    c draws per step); one column is hmmlearn's model exactly.
 
     Args:
         n_components: number of states K.
@@ -93,7 +96,6 @@ class CategoricalHMM(BaseHMM):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.categorical = True
-        tags.input_tags.one_d_array = True  # one column of symbols, or 1-D
         tags.input_tags.positive_only = True
         return tags
 
@@ -106,14 +108,21 @@ class CategoricalHMM(BaseHMM):
         if self.n_features is not None:
             _check_cells(self.n_components, self.n_features)
 
+    def _draws(self, X=None) -> int:
+        """Symbols per step: X's columns (hmmlearn: always 1)."""
+        if X is not None:
+            return X.shape[1]
+        return getattr(self, "n_features_in_", 1)
+
     def _model(self, X=None):
-        m = int(self.n_features)
+        m, c = int(self.n_features), self._draws(X)
         return _models.categorical_hmm(
             self.n_components,
             m,
             startprob_prior=self.startprob_prior,
             transmat_prior=self.transmat_prior,
             parallel=self.implementation == "parallel",
+            n_draws=None if c == 1 else c,
             emissionprob_prior=check_prior(
                 "emissionprob_prior",
                 self.emissionprob_prior,
@@ -131,16 +140,9 @@ class CategoricalHMM(BaseHMM):
         return self._symbols(X, reset=True)
 
     def _validate_X(self, X, reset):
-        X = validate_data(
-            self, X, reset=reset, dtype=None, ensure_2d=False, ensure_min_samples=1
-        )
-        X = np.asarray(X)
-        if X.ndim == 1:
-            X = X.reshape(-1, 1)
-        if X.ndim != 2 or X.shape[1] != 1:
-            raise ValueError(
-                f"X: expected shape (n_samples, 1) of integer symbols, got {X.shape}"
-            )
+        if not hasattr(X, "shape") and np.ndim(X) == 1 or getattr(X, "ndim", 2) == 1:
+            X = np.asarray(X).reshape(-1, 1)  # a 1-D array of symbols
+        X = validate_data(self, X, reset=reset, dtype=None, ensure_min_samples=1)
         if X.dtype.kind == "f":
             if not np.all(X == np.round(X)):
                 raise ValueError(
@@ -170,10 +172,10 @@ class CategoricalHMM(BaseHMM):
         return np.dtype(np.float64)
 
     def _to_data(self, padded):
-        return padded[..., 0]
+        return padded[..., 0] if padded.shape[-1] == 1 else padded
 
     def _from_data(self, x):
-        return x.reshape(-1, 1)
+        return x.reshape(len(x), -1)
 
     def _emission_params(self, dtype, only=None):
         return {"emissionprob": np.asarray(self.emissionprob_, dtype)}

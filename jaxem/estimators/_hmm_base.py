@@ -364,7 +364,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         X, lengths, data, dtype = self._inference(X, lengths)
         with _base.precision_for(dtype):
             estep = _fitmod.e_step(
-                self._model(),
+                self._model(X),
                 self._attributes_to_params(dtype),
                 jnp.asarray(data),
                 lengths=lengths,
@@ -417,7 +417,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         padded, padded_lengths, _ = _buckets.pad_sequences(data, lengths, None)
         with _base.precision_for(dtype):
             paths, scores = _markov_chain._viterbi_jit(
-                self._model(),
+                self._model(X),
                 self._attributes_to_params(dtype),
                 jnp.asarray(padded),
                 jnp.asarray(padded_lengths),

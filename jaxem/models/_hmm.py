@@ -578,6 +578,7 @@ _CATEGORICAL_DEFAULTS = {
     "transmat_prior": 1.0,
     "emissionprob_prior": 1.0,
     "parallel": False,
+    "n_draws": None,
 }
 
 
@@ -589,12 +590,15 @@ def categorical_hmm(
     transmat_prior=1.0,
     emissionprob_prior=1.0,
     parallel: bool = False,
+    n_draws: int | None = None,
 ) -> LatentModel:
     """An HMM with categorical emissions over symbols {0, ..., M-1}.
 
     Parameters: ``startprob`` (K,), ``transmat`` (K, K), ``emissionprob``
     (K, M). Data: (B, T) integer symbols. Closed-form M-step as hmmlearn's
-    ``CategoricalHMM`` (Dirichlet priors default to 1, i.e. none).
+    ``CategoricalHMM`` (Dirichlet priors default to 1, i.e. none). With
+    ``n_draws=c``, each step emits c symbols independently from the state's
+    ``emissionprob`` row (data (B, T, c)); None is one symbol per step.
 
     Examples:
         >>> import jax, jaxem
@@ -604,12 +608,15 @@ def categorical_hmm(
     """
     _check_size("n_states", n_states)
     _check_size("n_symbols", n_symbols)
+    if n_draws is not None:
+        _check_size("n_draws", n_draws)
     k, m = int(n_states), int(n_symbols)
     options = {
         "startprob_prior": _prior("startprob_prior", startprob_prior, (k,)),
         "transmat_prior": _prior("transmat_prior", transmat_prior, (k, k)),
         "emissionprob_prior": _prior("emissionprob_prior", emissionprob_prior, (k, m)),
         "parallel": bool(parallel),
+        "n_draws": None if n_draws is None else int(n_draws),
     }
     return _categorical_hmm(int(n_states), int(n_symbols), *options.values())
 
@@ -622,21 +629,27 @@ def _categorical_hmm(
     transmat_prior,
     emissionprob_prior,
     parallel,
+    n_draws,
 ):
     k, m = n_states, n_symbols
 
     def emission(params, x, z):
-        return jnp.log(params["emissionprob"][z, jnp.asarray(x, jnp.int32)])
+        return jnp.sum(jnp.log(params["emissionprob"][z, jnp.asarray(x, jnp.int32)]))
 
     def table(params, data):
-        return jnp.log(params["emissionprob"]).T[jnp.asarray(data, jnp.int32)]
+        logs = jnp.log(params["emissionprob"]).T[jnp.asarray(data, jnp.int32)]
+        return logs if n_draws is None else jnp.sum(logs, axis=-2)
 
     def stats(data, posterior, weights):
         gamma = _weighted(posterior.marginals, weights)
-        x = jnp.where(_valid(posterior), jnp.asarray(data, jnp.int32), 0)
-        counts = jax.ops.segment_sum(
-            gamma.reshape(-1, k), x.reshape(-1), num_segments=m
-        )
+        symbols = jnp.asarray(data, jnp.int32)
+        columns = [symbols] if n_draws is None else jnp.moveaxis(symbols, -1, 0)
+        counts = 0
+        for column in columns:  # n_draws is static and small
+            x = jnp.where(_valid(posterior), column, 0)
+            counts = counts + jax.ops.segment_sum(
+                gamma.reshape(-1, k), x.reshape(-1), num_segments=m
+            )
         return {"obs": counts.T, "chain": chain_stats(posterior, weights)}
 
     def update(s, params):
@@ -660,12 +673,15 @@ def _categorical_hmm(
         }
 
     def emit(key, params, z):
-        return jax.random.categorical(key, jnp.log(params["emissionprob"][z]))
+        shape = () if n_draws is None else (n_draws,)
+        return jax.random.categorical(
+            key, jnp.log(params["emissionprob"][z]), shape=shape
+        )
 
     options = dict(
         zip(
             _CATEGORICAL_DEFAULTS,
-            (startprob_prior, transmat_prior, emissionprob_prior, parallel),
+            (startprob_prior, transmat_prior, emissionprob_prior, parallel, n_draws),
             strict=True,
         )
     )
@@ -677,7 +693,7 @@ def _categorical_hmm(
         log_joint_table=table,
         init=init,
         sample=lambda key, params, n: _sample_chain(key, params, n, emit),
-        event_shape=(),
+        event_shape=() if n_draws is None else (n_draws,),
         name=_call_name("categorical_hmm", (k, m), options, _CATEGORICAL_DEFAULTS),
     )
 

@@ -82,6 +82,7 @@ class _FitState(NamedTuple):
     previous: jax.Array
     converged: jax.Array
     status: jax.Array
+    aux: Any = None  # the state of a custom ``step`` (fit_loop)
 
 
 def has_converged(log_likelihood, previous, num_observations, tol):
@@ -241,12 +242,14 @@ def fit_loop(
     frozen,
     callback,
     step=None,
+    step_state=None,
 ):
     """The traceable EM loop behind :func:`fit` (history of ``history_size``).
 
-    ``step(params, estep) -> (params, estep)`` replaces the plain EM
-    iteration (an M-step, then the E-step at the new parameters), e.g. by a
-    SQUAREM cycle; it must not lower the log-likelihood.
+    ``step(params, estep, state) -> (params, estep, state)`` replaces the
+    plain EM iteration (an M-step, then the E-step at the new parameters),
+    e.g. by a SQUAREM cycle, carrying its own ``state`` (``step_state`` at
+    first); it must not lower the log-likelihood.
 
     ``max_iter`` and ``tol`` are traced: a new value reuses the program.
     ``mask`` (None or (N,) bool) marks the real rows of padded data.
@@ -263,6 +266,7 @@ def fit_loop(
         previous=jnp.asarray(jnp.nan, dtype),
         converged=jnp.asarray(False),
         status=jnp.where(nonfinite, Status.NONFINITE, Status.MAX_ITER),
+        aux=step_state,
     )
 
     def cond(s):
@@ -286,8 +290,9 @@ def fit_loop(
                 num_iters=m_step_iters,
             )
             estep = _e_step(model, params, data, weights, lengths, mask)
+            aux = s.aux
         else:
-            params, estep = step(s.params, s.estep)
+            params, estep, aux = step(s.params, s.estep, s.aux)
         # A NaN parameter the likelihood never reads (a spare leaf of a
         # closed-form update) must not pass as converged either.
         bad = ~jnp.isfinite(estep.log_likelihood) | ~_all_finite(params)
@@ -310,6 +315,7 @@ def fit_loop(
                 Status.NONFINITE,
                 jnp.where(converged, Status.CONVERGED, Status.MAX_ITER),
             ),
+            aux=aux,
         )
 
     s = jax.lax.while_loop(cond, body, state)

@@ -7,7 +7,7 @@ unconstrained coordinates ``u`` of the gradient M-step, and extrapolates from
 two steps:
 
     u1 = F(u0),  u2 = F(u1),  r = u1 - u0,  v = u2 - 2 u1 + u0,
-    alpha = -|r| / |v|   (S3; at most -1, which gives u2 itself),
+    alpha = -|r| / |v|   (S3; in [-step_max, -1]; -1 gives u2 itself),
     u' = u0 - 2 alpha r + alpha^2 v,   then one stabilising EM step F(u').
 
 The safeguard keeps EM's guarantee: the extrapolated point is kept only when
@@ -28,6 +28,10 @@ from . import constraints as _constraints
 
 M_STEPS_PER_CYCLE = 3
 """EM evaluations (M-steps) per SQUAREM cycle: two plain, one stabilising."""
+
+STEP_FACTOR = 4.0
+"""The longest extrapolation ``-alpha`` starts at 1 and is multiplied (divided)
+by this after an accepted (a rejected) step at the limit (SQUAREM's ``mstep``)."""
 
 
 def squarem_loop(
@@ -77,22 +81,35 @@ def squarem_loop(
         )
         return new, e_step(new)
 
-    def cycle(params, estep):
+    def cycle(params, estep, step_max):
         p1, e1 = em(params, estep)
         p2, e2 = em(p1, e1)
         u0, u1, u2 = to_u(params), to_u(p1), to_u(p2)
-        r, v = u1 - u0, u2 - 2 * u1 + u0
+        # A parameter on its support's boundary (a probability 0: an HMM's
+        # start probabilities for one sequence) is infinite in unconstrained
+        # coordinates: those coordinates are not extrapolated.
+        finite = jnp.isfinite(u0) & jnp.isfinite(u1) & jnp.isfinite(u2)
+        u0, u1 = jnp.where(finite, u0, 0.0), jnp.where(finite, u1, 0.0)
+        r, v = u1 - u0, jnp.where(finite, u2, 0.0) - 2 * u1 + u0
         norm_v = jnp.linalg.norm(v)
         alpha = -jnp.linalg.norm(r) / jnp.where(norm_v > 0, norm_v, 1.0)
-        alpha = jnp.where(norm_v > 0, jnp.minimum(alpha, -1.0), -1.0)
-        extrapolated = from_u(u0 - 2 * alpha * r + alpha**2 * v)
+        alpha = jnp.where(norm_v > 0, jnp.clip(alpha, -step_max, -1.0), -1.0)
+        extrapolated = from_u(jnp.where(finite, u0 - 2 * alpha * r + alpha**2 * v, u2))
         p3, e3 = em(extrapolated, e_step(extrapolated))
         keep = (
             jnp.isfinite(e3.log_likelihood)
             & _fit._all_finite(p3)
             & (e3.log_likelihood >= e2.log_likelihood)
         )
-        return _fit._select(keep, p3, p2), _fit._select(keep, e3, e2)
+        # Varadhan & Roland's step-length control: the longest step allowed
+        # grows while it is taken and shrinks back when an extrapolation fails.
+        at_max = alpha <= -step_max
+        step_max = jnp.where(
+            keep,
+            jnp.where(at_max, STEP_FACTOR * step_max, step_max),
+            jnp.maximum(1.0, step_max / STEP_FACTOR),
+        )
+        return _fit._select(keep, p3, p2), _fit._select(keep, e3, e2), step_max
 
     return _fit.fit_loop(
         model,
@@ -109,6 +126,7 @@ def squarem_loop(
         frozen=frozen,
         callback=callback,
         step=cycle,
+        step_state=jnp.asarray(1.0, _fit._float_dtype(params0)),
     )
 
 

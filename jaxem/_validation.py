@@ -11,8 +11,13 @@ import numpy as np
 
 
 def is_concrete(*trees: Any) -> bool:
-    """True when no leaf of ``trees`` is a tracer (so values can be inspected)."""
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
+    """True when every leaf of ``trees`` can be read on this host: no tracer, and
+    no global array with shards on other processes (``jax.distributed``)."""
+    return not any(
+        isinstance(leaf, jax.core.Tracer)
+        or (isinstance(leaf, jax.Array) and not leaf.is_fully_addressable)
+        for leaf in jax.tree.leaves(trees)
+    )
 
 
 def check_finite(name: str, value: Any) -> None:

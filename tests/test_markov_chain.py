@@ -245,8 +245,9 @@ def test_unbatched_sequence_is_read_as_one_sequence():
     "lengths, message",
     [
         (np.array([T, 3]), r"lengths: expected shape \(3,\)"),
-        (np.array([T, 0, 1]), r"lengths: every length must lie in \[1, 5\]"),
-        (np.array([T, 6, 1]), r"lengths: every length must lie in \[1, 5\]"),
+        (np.array([T, -1, 1]), r"lengths: every length must lie in \[0, 5\]"),
+        (np.array([T, 6, 1]), r"lengths: every length must lie in \[0, 5\]"),
+        (np.array([0, 0, 0]), "lengths: every sequence has length 0"),
         (np.array([5.0, 2.5, 1.0]), "lengths: expected integers"),
     ],
 )
@@ -284,3 +285,20 @@ def test_float32_follows_the_input_dtype():
     assert r32.log_likelihood.dtype == jnp.float32
     np.testing.assert_allclose(r32.params["means"], r64.params["means"], rtol=1e-4)
     np.testing.assert_allclose(r32.log_likelihood, r64.log_likelihood, rtol=1e-5)
+
+
+def test_a_length_zero_sequence_adds_nothing():
+    # Padding sequences (jaxem.shard, jaxem._buckets) have length 0.
+    x, _ = _data()
+    lengths = np.array([T, 3, 1])
+    fit = jaxem.fit(SEQUENTIAL, _params(), x, lengths=lengths, max_iter=5, tol=0.0)
+    padded = np.concatenate([x, x[:1]], axis=0)
+    with_empty = jaxem.fit(
+        SEQUENTIAL,
+        _params(),
+        padded,
+        lengths=np.append(lengths, 0),
+        max_iter=5,
+        tol=0.0,
+    )
+    np.testing.assert_allclose(with_empty.history, fit.history, rtol=1e-12)

@@ -220,7 +220,7 @@ class MarkovChain:
         """Host-side checks of ``fit``'s inputs; raises ``ValueError``."""
         b, t = _validation.check_data_leaves("data", data, 2)
         _validation.check_event_shape("data", data, 2, model.event_shape)
-        check_lengths(lengths, b, t)
+        check_lengths(lengths, b, t, minimum=0)
         _validation.check_weights("weights", weights, b)
 
 
@@ -230,8 +230,14 @@ def _parallel_by_default() -> bool:
     return jax.default_backend() in ("gpu", "tpu")
 
 
-def check_lengths(lengths, num_sequences: int, num_steps: int) -> None:
-    """``lengths`` must be None or (B,) integers in [1, T]."""
+def check_lengths(
+    lengths, num_sequences: int, num_steps: int, minimum: int = 1
+) -> None:
+    """``lengths`` must be None or (B,) integers in [minimum, T], not all 0.
+
+    ``fit`` takes ``minimum=0``: a length-0 sequence (padding, e.g. from
+    ``jaxem.shard``) contributes nothing.
+    """
     if lengths is None:
         return
     arr = np.asarray(lengths)
@@ -241,11 +247,13 @@ def check_lengths(lengths, num_sequences: int, num_steps: int) -> None:
             f"{arr.shape}"
         )
     arr = _validation.check_integers("lengths", arr)
-    if np.any(arr < 1) or np.any(arr > num_steps):
+    if np.any(arr < minimum) or np.any(arr > num_steps):
         raise ValueError(
-            f"lengths: every length must lie in [1, {num_steps}] (the padded "
-            f"length T), got min {arr.min()} and max {arr.max()}"
+            f"lengths: every length must lie in [{minimum}, {num_steps}] (the "
+            f"padded length T), got min {arr.min()} and max {arr.max()}"
         )
+    if not np.any(arr > 0):
+        raise ValueError("lengths: every sequence has length 0")
 
 
 # ------------------------------------------------------------------ helpers

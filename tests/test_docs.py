@@ -89,3 +89,12 @@ def test_mkdocs_build_strict(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "site" / "index.html").exists()
+    # Offline: no page loads a script, stylesheet or font from the network,
+    # and the formulas' MathJax is the bundled copy.
+    concepts = (tmp_path / "site" / "concepts" / "index.html").read_text()
+    assert "js/mathjax/tex-svg.js" in concepts and "arithmatex" in concepts
+    for page in (tmp_path / "site").rglob("*.html"):
+        remote = re.findall(
+            r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', page.read_text()
+        )
+        assert not remote, f"{page.name} loads {remote[:3]}"

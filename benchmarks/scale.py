@@ -50,6 +50,12 @@ COMMON = textwrap.dedent(
                 "covariances": np.stack([np.eye(D, dtype=np.float32)] * K)}
 
     def peak_mb():
+        # VmHWM: this process image's peak resident set. (ru_maxrss would also
+        # count what the parent had resident when it forked this process.)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def timed(fn, repeat=1):
@@ -239,7 +245,7 @@ def main() -> None:
     print(
         f"| chunked EM peak resident memory | {chunked['peak_mb']:,.0f} MB "
         f"({100 * chunked['peak_mb'] / file_mb:.1f}% of the file; "
-        f"{chunked['import_mb']:,.0f} MB after importing JAX) |"
+        f"{chunked['import_mb']:,.0f} MB before the first pass) |"
     )
     print(f"| in-memory EM at N=1e6, s per iteration | {memory['per_iter_s']:.3f} |")
     print(

@@ -22,7 +22,7 @@ class CategoricalHMM(BaseHMM):
     """Hidden Markov model with categorical emissions (``hmmlearn`` ``CategoricalHMM``).
 
     X is (n_samples, 1) non-negative integer symbols in {0, ..., n_features - 1}
-    (also accepted: a 1-D array of symbols, and floats with whole values).
+    (also accepted: floats with whole values).
     Beyond hmmlearn, X may have c > 1 columns: each step then emits c
     symbols, independently, from its state's ``emissionprob_`` row (a bag of
     c draws per step); one column is hmmlearn's model exactly.
@@ -32,8 +32,8 @@ class CategoricalHMM(BaseHMM):
         startprob_prior: Dirichlet concentrations, a number or (K,).
         transmat_prior: Dirichlet concentrations, a number or (K, K).
         emissionprob_prior: Dirichlet concentrations, a number or (K, M).
-        n_features: number of symbols M (None: X.max() + 1 at the first fit,
-            then kept, as hmmlearn).
+        n_features: number of symbols M (None: X.max() + 1 at each fit; the
+            number used is ``n_features_``).
         algorithm, random_state, n_iter, tol, verbose, implementation, n_init:
             as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``e`` (emissionprob).
@@ -42,13 +42,14 @@ class CategoricalHMM(BaseHMM):
         startprob_: (K,) initial state probabilities.
         transmat_: (K, K) transition probabilities.
         emissionprob_: (K, M) emission probabilities.
+        n_features_: the number of symbols M of the fitted model.
         monitor_, fit_status_, unvisited_states_, n_features_in_: as for
             :class:`GaussianHMM`.
 
     Examples:
         >>> import numpy as np, jaxem
         >>> X = np.array([[0], [0], [1], [1], [1], [0]])
-        >>> jaxem.CategoricalHMM(2, n_iter=5, random_state=0).fit(X).n_features
+        >>> jaxem.CategoricalHMM(2, n_iter=5, random_state=0).fit(X).n_features_
         2
     """
 
@@ -100,13 +101,26 @@ class CategoricalHMM(BaseHMM):
         return tags
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
-        k, m = self.n_components, self.n_features
+        k, m = self.n_components, self._n_symbols()
         return {**chain_fit_scalars(k), "e": k * (m - 1)}
 
     def _check_options(self):
         super()._check_options()
         if self.n_features is not None:
             _check_cells(self.n_components, self.n_features)
+
+    def _n_symbols(self) -> int:
+        """M: ``n_features``, else that of the fit (or of ``emissionprob_``)."""
+        if self.n_features is not None:
+            return self.n_features
+        if hasattr(self, "_n_features"):
+            return self._n_features
+        return np.shape(np.atleast_2d(self.emissionprob_))[1]
+
+    @property
+    def n_features_(self) -> int:
+        """The number of symbols M of the fitted (or hand-set) model."""
+        return self._n_symbols()
 
     def _draws(self, X=None) -> int:
         """Symbols per step: X's columns (hmmlearn: always 1)."""
@@ -115,7 +129,7 @@ class CategoricalHMM(BaseHMM):
         return getattr(self, "n_features_in_", 1)
 
     def _model(self, X=None):
-        m, c = int(self.n_features), self._draws(X)
+        m, c = int(self._n_symbols()), self._draws(X)
         return _models.categorical_hmm(
             self.n_components,
             m,
@@ -140,9 +154,9 @@ class CategoricalHMM(BaseHMM):
         return self._symbols(X, reset=True)
 
     def _validate_X(self, X, reset):
-        if not hasattr(X, "shape") and np.ndim(X) == 1 or getattr(X, "ndim", 2) == 1:
-            X = np.asarray(X).reshape(-1, 1)  # a 1-D array of symbols
         X = validate_data(self, X, reset=reset, dtype=None, ensure_min_samples=1)
+        if X.dtype == object:  # numbers held as objects
+            X = X.astype(np.float64)
         if X.dtype.kind == "f":
             if not np.all(X == np.round(X)):
                 raise ValueError(
@@ -154,17 +168,19 @@ class CategoricalHMM(BaseHMM):
 
     def _symbols(self, X, reset):
         check_non_negative(X, f"{self._name} (X: symbols)")
-        if self.n_features is None:
-            if hasattr(self, "emissionprob_") and not (
-                reset and "e" in self.init_params
-            ):
-                self.n_features = np.shape(self.emissionprob_)[1]
+        m = self.n_features
+        if m is None and reset:
+            if hasattr(self, "emissionprob_") and "e" not in self.init_params:
+                m = np.shape(np.atleast_2d(self.emissionprob_))[1]
             else:
-                self.n_features = _check_cells(self.n_components, int(X.max()) + 1, "X")
-        if X.max() >= self.n_features:
+                m = _check_cells(self.n_components, int(X.max()) + 1, "X")
+        if reset:
+            self._n_features = m
+        m = self._n_symbols() if m is None else m
+        if X.max() >= m:
             raise ValueError(
                 f"X: largest symbol is {X.max()} but the model only emits symbols "
-                f"up to {self.n_features - 1} (n_features={self.n_features})"
+                f"up to {m - 1} (n_features={m})"
             )
         return X.astype(np.int64)
 
@@ -185,9 +201,10 @@ class CategoricalHMM(BaseHMM):
 
     def _check_emission_attributes(self):
         e = np.atleast_2d(np.asarray(self.emissionprob_))
-        if self.n_features is None:
-            self.n_features = e.shape[1]
-        shape = (self.n_components, self.n_features)
+        m = e.shape[1] if self.n_features is None else self.n_features
+        if self.n_features is None and getattr(self, "_n_features", m) != m:
+            self._n_features = m  # emissionprob_ was set by hand since the fit
+        shape = (self.n_components, m)
         if e.shape != shape:
             raise ValueError(f"emissionprob_: expected shape {shape}, got {e.shape}")
         problem = constraints.simplex.check(e)

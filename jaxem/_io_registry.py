@@ -387,7 +387,7 @@ _HMM = {
     "_fit_dtype": Dtype("f"),
 }
 ESTIMATORS = {
-    "BinomialMixture": {**_MIXTURE, "p_": Array("f", ndim=1)},
+    "BinomialMixture": {**_MIXTURE, "p_": Array("f", ndim=(1, 2))},
     "GaussianMixture": {
         **_MIXTURE,
         "_n_features": Size(),

@@ -99,7 +99,13 @@ def precision_for(dtype):
         >>> with _base.precision_for(np.float64):
         ...     print(jax.numpy.asarray(np.ones(2)).dtype)
         float64
+
+    It also turns on jaxem's persistent compilation cache (unless the user
+    configured or disabled one, see ``jaxem._compile_cache``) before the
+    estimator compiles anything, so a second process reads every program of
+    the fit back (the initialisation included).
     """
+    _compile_cache.enable()
     return jax.enable_x64(bool(np.dtype(dtype) == np.float64))
 
 

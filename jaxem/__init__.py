@@ -7,115 +7,128 @@ otherwise gradient ascent with optax) and runs the whole fit as one compiled
 """
 
 import importlib as _importlib
+import typing as _typing
 from importlib import metadata as _metadata
 
-from . import constraints as constraints
-from . import data as data
-from . import models as models
-from ._fit import FitResult as FitResult
-from ._fit import Status as Status
-from ._fit import fit as fit
-from ._fit import has_converged as has_converged
-from ._fit import log_likelihood as log_likelihood
-from ._fit import posterior as posterior
-from ._io import Saved as Saved
-from ._io import load as load
-from ._io import save as save
-from ._latent import Categorical as Categorical
-from ._latent import ChainFactors as ChainFactors
-from ._latent import ChainPosterior as ChainPosterior
-from ._latent import Gaussian as Gaussian
-from ._latent import GaussianChain as GaussianChain
-from ._latent import GaussianChainPosterior as GaussianChainPosterior
-from ._latent import GaussianPosterior as GaussianPosterior
-from ._latent import MarkovChain as MarkovChain
-from ._latent import viterbi as viterbi
-from ._model import ClosedForm as ClosedForm
-from ._model import LatentModel as LatentModel
-from ._mstep import m_step as m_step
-from ._online import OnlineState as OnlineState
-from ._online import fit_minibatch as fit_minibatch
-from ._online import online_init as online_init
-from ._online import online_update as online_update
-from ._stationarity import gradient_norm as gradient_norm
+# Every public name, with the module that defines it ("" for a subpackage).
+# They load on first use (module __getattr__, PEP 562), so `import jaxem` and
+# `jaxem --help` import neither JAX nor scikit-learn until something is used.
+_EXPORTS = {
+    "constraints": "",
+    "data": "",
+    "models": "",
+    "Batch": "_chunked",
+    "fit_chunked": "_chunked",
+    "fit_online": "_chunked",
+    "OnlineResult": "_chunked",
+    "fit": "_fit",
+    "FitResult": "_fit",
+    "has_converged": "_fit",
+    "log_likelihood": "_fit",
+    "posterior": "_fit",
+    "Status": "_fit",
+    "observed_information": "_information",
+    "standard_errors": "_information",
+    "load": "_io",
+    "save": "_io",
+    "Saved": "_io",
+    "Categorical": "_latent",
+    "ChainFactors": "_latent",
+    "ChainPosterior": "_latent",
+    "Gaussian": "_latent",
+    "GaussianChain": "_latent",
+    "GaussianChainPosterior": "_latent",
+    "GaussianPosterior": "_latent",
+    "MarkovChain": "_latent",
+    "viterbi": "_latent",
+    "ClosedForm": "_model",
+    "LatentModel": "_model",
+    "m_step": "_mstep",
+    "fit_minibatch": "_online",
+    "online_init": "_online",
+    "online_update": "_online",
+    "OnlineState": "_online",
+    "select_gaussian_mixture": "_selection",
+    "SelectionResult": "_selection",
+    "shard": "_shard",
+    "Sharded": "_shard",
+    "gradient_norm": "_stationarity",
+    "BinomialMixture": "estimators",
+    "CategoricalHMM": "estimators",
+    "FactorAnalysis": "estimators",
+    "GaussianHMM": "estimators",
+    "GaussianMixture": "estimators",
+    "LinearGaussianSSM": "estimators",
+    "PoissonHMM": "estimators",
+}
+
+if _typing.TYPE_CHECKING:  # what static tools (mkdocstrings, type checkers) read
+    from . import constraints as constraints
+    from . import data as data
+    from . import models as models
+    from ._chunked import Batch as Batch
+    from ._chunked import OnlineResult as OnlineResult
+    from ._chunked import fit_chunked as fit_chunked
+    from ._chunked import fit_online as fit_online
+    from ._fit import FitResult as FitResult
+    from ._fit import Status as Status
+    from ._fit import fit as fit
+    from ._fit import has_converged as has_converged
+    from ._fit import log_likelihood as log_likelihood
+    from ._fit import posterior as posterior
+    from ._information import observed_information as observed_information
+    from ._information import standard_errors as standard_errors
+    from ._io import Saved as Saved
+    from ._io import load as load
+    from ._io import save as save
+    from ._latent import Categorical as Categorical
+    from ._latent import ChainFactors as ChainFactors
+    from ._latent import ChainPosterior as ChainPosterior
+    from ._latent import Gaussian as Gaussian
+    from ._latent import GaussianChain as GaussianChain
+    from ._latent import GaussianChainPosterior as GaussianChainPosterior
+    from ._latent import GaussianPosterior as GaussianPosterior
+    from ._latent import MarkovChain as MarkovChain
+    from ._latent import viterbi as viterbi
+    from ._model import ClosedForm as ClosedForm
+    from ._model import LatentModel as LatentModel
+    from ._mstep import m_step as m_step
+    from ._online import OnlineState as OnlineState
+    from ._online import fit_minibatch as fit_minibatch
+    from ._online import online_init as online_init
+    from ._online import online_update as online_update
+    from ._selection import SelectionResult as SelectionResult
+    from ._selection import select_gaussian_mixture as select_gaussian_mixture
+    from ._shard import Sharded as Sharded
+    from ._shard import shard as shard
+    from ._stationarity import gradient_norm as gradient_norm
+    from .estimators import BinomialMixture as BinomialMixture
+    from .estimators import CategoricalHMM as CategoricalHMM
+    from .estimators import FactorAnalysis as FactorAnalysis
+    from .estimators import GaussianHMM as GaussianHMM
+    from .estimators import GaussianMixture as GaussianMixture
+    from .estimators import LinearGaussianSSM as LinearGaussianSSM
+    from .estimators import PoissonHMM as PoissonHMM
+
+__all__ = sorted(_EXPORTS)
 
 try:
     __version__ = _metadata.version("jaxem")
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = [
-    "BinomialMixture",
-    "Categorical",
-    "ClosedForm",
-    "FitResult",
-    "GaussianMixture",
-    "LatentModel",
-    "Saved",
-    "SelectionResult",
-    "Status",
-    "constraints",
-    "data",
-    "fit",
-    "fit_minibatch",
-    "online_init",
-    "online_update",
-    "OnlineState",
-    "has_converged",
-    "load",
-    "log_likelihood",
-    "m_step",
-    "models",
-    "posterior",
-    "save",
-    "select_gaussian_mixture",
-]
-
-__all__ += [
-    "ChainFactors",
-    "CategoricalHMM",
-    "ChainPosterior",
-    "GaussianHMM",
-    "MarkovChain",
-    "PoissonHMM",
-    "viterbi",
-]
-
-__all__ += [
-    "FactorAnalysis",
-    "Gaussian",
-    "GaussianChain",
-    "GaussianChainPosterior",
-    "GaussianPosterior",
-    "LinearGaussianSSM",
-]
-
-__all__ += ["gradient_norm"]
-
-# The estimator layer (and scikit-learn under it) is imported on first use, so
-# ``import jaxem`` for the functional core stays light. Add an estimator here,
-# not as an eager ``from .estimators import ...`` above.
-_LAZY = {
-    "BinomialMixture": "estimators",
-    "FactorAnalysis": "estimators",
-    "LinearGaussianSSM": "estimators",
-    "CategoricalHMM": "estimators",
-    "GaussianHMM": "estimators",
-    "GaussianMixture": "estimators",
-    "PoissonHMM": "estimators",
-    "SelectionResult": "_selection",
-    "select_gaussian_mixture": "_selection",
-}
-
 
 def __getattr__(name):
-    module = _LAZY.get(name)
+    module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'jaxem' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    if module:
+        value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    else:
+        value = _importlib.import_module(f".{name}", __name__)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -298,7 +298,9 @@ def fit_chunked(
             and lengths); or a function returning a fresh iterable of chunks on
             each call (e.g. a generator function reading files).
         chunk_rows: rows per chunk when ``chunks`` is one array or path.
-        max_iter, tol, frozen: as for :func:`jaxem.fit`.
+        max_iter: maximum number of iterations, as for :func:`jaxem.fit`.
+        tol: the stopping rule's tolerance, as for :func:`jaxem.fit`.
+        frozen: top-level keys of a dict ``params0`` held fixed.
         callback: optional host function ``callback(iteration, log_likelihood)``
             called after each pass.
         validate: check each chunk on the host (finite values, shapes) before
@@ -428,7 +430,8 @@ def fit_online(
     Args:
         model: a ``Categorical`` model with a full ``ClosedForm`` M-step.
         params0: initial parameters.
-        chunks, chunk_rows: the chunk source, as for :func:`fit_chunked`.
+        chunks: the chunk source, as for :func:`fit_chunked`.
+        chunk_rows: rows per chunk when ``chunks`` is one array or path.
         num_epochs: passes over the source.
         step_exponent, step_offset: step sizes, as for ``online_update``.
 

@@ -153,8 +153,11 @@ def standard_errors(
     (mixture weights) each get a standard error, and their sum has none.
 
     Args:
-        model, params, data, weights, lengths: as for
-            :func:`observed_information`.
+        model: a ``LatentModel``.
+        params: the parameters, usually the maximum-likelihood estimate.
+        data: the data, as given to ``fit``.
+        weights: optional (N,) (or (B,)) non-negative weights.
+        lengths: (B,) valid lengths of padded sequences (chains only).
 
     Returns:
         A pytree with the structure, shapes and dtype of ``params``.

@@ -66,7 +66,9 @@ def m_step(
     Args:
         model: the ``LatentModel``.
         params: current parameters (a pytree; a dict for partial updates).
-        data, weights, lengths: as given to ``fit``.
+        data: the data, as given to ``fit``.
+        weights: optional weights, as given to ``fit``.
+        lengths: sequence lengths (chains), as given to ``fit``.
         posterior: the E-step posterior at ``params``.
         frozen: top-level keys of a dict ``params`` held at their current values.
         optimizer: optax optimiser for the gradient part (default L-BFGS).

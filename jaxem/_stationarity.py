@@ -71,7 +71,9 @@ def gradient_norm(
     Args:
         model: a ``LatentModel``.
         params: the parameters, e.g. ``fit(...).params``.
-        data, weights, lengths: as given to ``fit``.
+        data: the data, as given to ``fit``.
+        weights: optional weights, as given to ``fit``.
+        lengths: sequence lengths (chains), as given to ``fit``.
         frozen: top-level keys of a dict ``params`` left out (held fixed).
 
     Returns:

@@ -98,3 +98,37 @@ def test_inference_signatures():
 def test_all_is_accurate():
     for name in jaxem.__all__:
         assert hasattr(jaxem, name), name
+
+
+def test_every_export_loads_lazily_and_is_declared_for_static_tools():
+    import ast
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(jaxem.__file__).read_text())
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+    )
+    declared = {
+        alias.asname: node.module or ""
+        for node in block.body
+        for alias in node.names
+    }
+    assert declared == {k: v.lstrip(".") for k, v in jaxem._EXPORTS.items()}
+    for name in jaxem.__all__:
+        assert getattr(jaxem, name) is not None
+
+
+def test_import_jaxem_imports_neither_jax_nor_sklearn():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jaxem; "
+        "print(sorted(m for m in ('jax', 'sklearn', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -214,12 +214,19 @@ def _sequences(x, lengths):
 @given(s=_scenario, lengths=_LENGTHS)
 def test_gaussian_hmm(s, lengths):
     x, lengths = _sequences(_real_rows(s, B * T, D), lengths)
-    model = jaxem.models.gaussian_hmm(2, D, "diag", singular_floor=1e-6)
+    # singular_floor, like reg_covar, is not an EM step: left off here.
+    model = jaxem.models.gaussian_hmm(2, D, "diag")
     params = model.init(jax.random.key(s["seed"] % 7), x, lengths)
     result = jaxem.fit(model, params, x, lengths=lengths, max_iter=MAX_ITER)
-    # The floor keeps a state's covariance positive definite when it is
-    # singular (a constant feature, repeated points, one observation).
-    h = _assert_result(model, result, int(lengths.sum()), x.dtype == jnp.float32)
+    # Exact EM has no covariance floor: repeated points, a constant feature,
+    # outliers a state can take alone, or fewer observations than parameters
+    # make the likelihood unbounded, and a NONFINITE stop reports it. On
+    # other data (offsets of 1e8 included) the fit must run through.
+    degenerate = (
+        s["duplicates"] < 4 or s["constant"] or s["tails"] or int(lengths.sum()) < 8
+    )
+    allowed = degenerate or x.dtype == jnp.float32
+    h = _assert_result(model, result, int(lengths.sum()), allowed)
     kappa = max(_condition(params["covars"]), _condition(result.params["covars"]))
     _assert_monotone(h, int(lengths.sum()), x.dtype, kappa)
 

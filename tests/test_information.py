@@ -160,3 +160,28 @@ def test_bad_model_is_a_value_error():
             {"weights": jnp.array([0.7, 0.7]), "p": jnp.array([0.3, 0.8])},
             jnp.array([1.0, 2.0, 3.0]),
         )
+
+
+def test_gaussian_mixture_standard_errors_by_attribute_name():
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(-3, 1, (120, 2)), rng.normal(3, 0.5, (80, 2))])
+    est = jaxem.GaussianMixture(2, covariance_type="diag", random_state=0, tol=1e-10)
+    est.fit(x)
+    se = est.standard_errors(x)
+    assert set(se) == {"weights_", "means_", "covariances_"}
+    for name, value in se.items():
+        assert value.shape == getattr(est, name).shape
+    # Well-separated components: the means' standard errors are about
+    # sigma / sqrt(n_k) per coordinate.
+    k = int(np.argmin(est.means_[:, 0]))
+    expected = np.sqrt(est.covariances_[k] / (est.weights_[k] * len(x)))
+    np.testing.assert_allclose(se["means_"][k], expected, rtol=0.02)
+    # The functional API gives the same numbers.
+    model = jaxem.models.gaussian_mixture(2, 2, "diag")
+    params = {
+        "weights": est.weights_,
+        "means": est.means_,
+        "covariances": est.covariances_,
+    }
+    direct = jaxem.standard_errors(model, params, x)
+    np.testing.assert_allclose(se["means_"], direct["means"], rtol=1e-10)

@@ -239,6 +239,38 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
             x, z = _sample(model, params, key, _bucket(n))
         return self._from_data(np.asarray(x)[:n]), np.asarray(z)[:n]
 
+    def standard_errors(self, X, y=None, sample_weight=None) -> dict:
+        """Asymptotic standard errors of the fitted parameters, given ``X``.
+
+        Minus the Hessian of the log-likelihood of ``X`` at the fitted
+        parameters (exact, by autodiff), inverted in unconstrained coordinates
+        and mapped back by the delta method (:func:`jaxem.standard_errors`).
+        Meaningful when ``X`` is the data the model was fitted to and the fit
+        converged. Entries are NaN where the data do not identify them (a
+        collapsed component).
+
+        Args:
+            X: (N, d) samples, as given to ``fit``.
+            y: ignored (scikit-learn compatibility).
+            sample_weight: optional (N,) weights, as given to ``fit``.
+
+        Returns:
+            A dict keyed by fitted attribute names (``weights_``, ``means_``,
+            ``covariances_``; ``p_`` for the binomial mixture), each value
+            shaped like the attribute.
+        """
+        from .._information import standard_errors
+
+        _base.check_fitted(self)
+        X = self._check_X(_base.validate_X(self, X, reset=False))
+        X = X.astype(self._fit_dtype, copy=False)
+        w = _base.sample_weights(sample_weight, X)
+        with _base.precision_for(self._fit_dtype):
+            model = self._model(X.shape[1])
+            params = self._attributes_to_params(self._fit_dtype)
+            se = standard_errors(model, params, self._to_data(X), weights=w)
+        return {f"{name}_": np.asarray(value) for name, value in se.items()}
+
     def _from_data(self, x):
         return x
 

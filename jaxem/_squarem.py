@@ -35,22 +35,11 @@ by this after an accepted (a rejected) step at the limit (SQUAREM's ``mstep``)."
 
 
 def squarem_loop(
-    model,
-    params0,
-    data,
-    weights,
-    lengths,
-    mask,
-    tol,
-    max_iter,
-    *,
-    history_size,
-    m_step_optimizer,
-    m_step_iters,
-    frozen,
-    callback,
+    model, params0, data, weights, lengths, mask, tol, max_iter, **options
 ):
-    """The traceable SQUAREM loop: ``fit_loop``'s contract, one cycle an iteration.
+    """The traceable SQUAREM loop: ``fit_loop``'s contract and keyword options
+    (``history_size``, ``m_step_optimizer``, ``m_step_iters``, ``frozen``,
+    ``callback``), one SQUAREM cycle an iteration.
 
     ``history[i]`` is the log-likelihood after i cycles; ``n_iter`` counts
     cycles (each :data:`M_STEPS_PER_CYCLE` EM evaluations).
@@ -75,9 +64,9 @@ def squarem_loop(
             estep.posterior,
             weights,
             lengths,
-            frozen=frozen,
-            optimizer=m_step_optimizer,
-            num_iters=m_step_iters,
+            frozen=options["frozen"],
+            optimizer=options["m_step_optimizer"],
+            num_iters=options["m_step_iters"],
         )
         return new, e_step(new)
 
@@ -120,11 +109,7 @@ def squarem_loop(
         mask,
         tol,
         max_iter,
-        history_size=history_size,
-        m_step_optimizer=m_step_optimizer,
-        m_step_iters=m_step_iters,
-        frozen=frozen,
-        callback=callback,
+        **options,
         step=cycle,
         step_state=jnp.asarray(1.0, _fit._float_dtype(params0)),
     )

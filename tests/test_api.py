@@ -26,6 +26,12 @@ CONTRACT = [
     "GaussianHMM",
     "CategoricalHMM",
     "PoissonHMM",
+    "Gaussian",
+    "GaussianChain",
+    "GaussianPosterior",
+    "GaussianChainPosterior",
+    "FactorAnalysis",
+    "LinearGaussianSSM",
 ]
 MODELS = [
     "gaussian_mixture",
@@ -33,6 +39,9 @@ MODELS = [
     "gaussian_hmm",
     "categorical_hmm",
     "poisson_hmm",
+    "factor_analysis",
+    "probabilistic_pca",
+    "linear_gaussian_ssm",
 ]
 
 

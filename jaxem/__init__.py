@@ -16,6 +16,7 @@ from importlib import metadata as _metadata
 _EXPORTS = {
     "constraints": "",
     "data": "",
+    "estimators": "",
     "models": "",
     "Batch": "_chunked",
     "fit_chunked": "_chunked",
@@ -65,6 +66,7 @@ _EXPORTS = {
 if _typing.TYPE_CHECKING:  # what static tools (mkdocstrings, type checkers) read
     from . import constraints as constraints
     from . import data as data
+    from . import estimators as estimators
     from . import models as models
     from ._chunked import Batch as Batch
     from ._chunked import OnlineResult as OnlineResult

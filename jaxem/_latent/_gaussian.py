@@ -49,8 +49,8 @@ class GaussianPosterior(NamedTuple):
 class _Newton(NamedTuple):
     z: jax.Array
     value: jax.Array
-    grad: jax.Array
-    hess: jax.Array
+    chol: jax.Array  # Cholesky factor of -H at z (NaN where -H is not PD)
+    direction: jax.Array  # Newton direction (-H)^-1 g (g where -H is not PD)
     step: jax.Array
     done: jax.Array
 
@@ -116,7 +116,7 @@ class Gaussian:
 
         def one(x):
             s = _newton(lambda z: model.log_joint(params, x, z), z0, self.max_steps)
-            chol = jnp.linalg.cholesky(-s.hess)
+            chol = s.chol
             eye = jnp.eye(self.dim, dtype=z0.dtype)
             cov = jax.scipy.linalg.cho_solve((chol, True), eye)
             half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol)))
@@ -183,38 +183,32 @@ def _weighted_sum(per_obs, weights):
 
 
 def _evaluate(f, z):
-    value, grad = jax.value_and_grad(f)(z)
-    return value, grad, jax.hessian(f)(z)
-
-
-def _direction(grad, hess):
-    """Newton direction (-H)^-1 g; gradient ascent where -H is not PD."""
-    chol = jnp.linalg.cholesky(-hess)
-    d = jax.scipy.linalg.cho_solve((chol, True), grad)
-    return jnp.where(jnp.all(jnp.isfinite(d)), d, grad)
-
-
-def _is_done(value, grad, hess):
-    """Newton decrement small: the predicted gain g (-H)^-1 g / 2 is round-off.
+    """f, its Cholesky-factored curvature and Newton direction at z, and
+    whether the Newton decrement is round-off (one factorisation per point).
 
     Newton converges quadratically, so demanding round-off costs one step more
     than a loose test at most, and the mode is then exact to working precision.
     """
+    value, grad = jax.value_and_grad(f)(z)
+    chol = jnp.linalg.cholesky(-jax.hessian(f)(z))
+    d = jax.scipy.linalg.cho_solve((chol, True), grad)
+    d = jnp.where(jnp.all(jnp.isfinite(d)), d, grad)
     eps = jnp.finfo(grad.dtype).eps
-    gain = 0.5 * jnp.dot(grad, _direction(grad, hess))
-    return jnp.isfinite(value) & (gain <= 8 * eps * (1.0 + jnp.abs(value)))
+    gain = 0.5 * jnp.dot(grad, d)
+    done = jnp.isfinite(value) & (gain <= 8 * eps * (1.0 + jnp.abs(value)))
+    return value, chol, d, done
 
 
 def _newton(f, z0, max_steps) -> _Newton:
     """Maximise ``f`` from ``z0`` by damped Newton steps (a ``lax.while_loop``)."""
-    value, grad, hess = _evaluate(f, z0)
-    init = _Newton(z0, value, grad, hess, jnp.asarray(0), _is_done(value, grad, hess))
+    value, chol, direction, done = _evaluate(f, z0)
+    init = _Newton(z0, value, chol, direction, jnp.asarray(0), done)
 
     def cond(s):
         return (s.step < max_steps) & ~s.done
 
     def body(s):
-        d = _direction(s.grad, s.hess)
+        d = s.direction
         slack = 4 * jnp.finfo(s.value.dtype).eps * (1.0 + jnp.abs(s.value))
 
         def search_cond(c):
@@ -231,7 +225,7 @@ def _newton(f, z0, max_steps) -> _Newton:
         )
         t = jnp.where(f_new >= s.value - slack, t, 0.0)
         z = s.z + t * d
-        value, grad, hess = _evaluate(f, z)
-        return _Newton(z, value, grad, hess, s.step + 1, _is_done(value, grad, hess))
+        value, chol, direction, done = _evaluate(f, z)
+        return _Newton(z, value, chol, direction, s.step + 1, done)
 
     return jax.lax.while_loop(cond, body, init)

@@ -186,6 +186,4 @@ def test_nonlinear_emission_is_the_laplace_smoother():
     hess = jax.hessian(joint)(mode)[:, 0, :, 0]
     cov = np.linalg.inv(-np.asarray(hess))
     np.testing.assert_allclose(post.cov[0, :, 0, 0], np.diag(cov), rtol=1e-7)
-    np.testing.assert_allclose(
-        post.cross_cov[0, :, 0, 0], np.diag(cov, k=1), rtol=1e-7
-    )
+    np.testing.assert_allclose(post.cross_cov[0, :, 0, 0], np.diag(cov, k=1), rtol=1e-7)

@@ -75,10 +75,10 @@ class Gaussian:
 
     Examples:
         >>> import jax.numpy as jnp, jax.scipy.stats as st, jaxem
-        >>> def log_joint(params, x, z):   # z ~ N(0, 1), x | z ~ N(z, 1)
-        ...     return st.norm.logpdf(z[0]) + st.norm.logpdf(x, z[0])
+        >>> def log_joint(params, x, z):   # z ~ N(0, 1), x | z ~ N(z, s^2)
+        ...     return st.norm.logpdf(z[0]) + st.norm.logpdf(x, z[0], params["s"])
         >>> model = jaxem.LatentModel(log_joint, jaxem.Gaussian(1))
-        >>> post = jaxem.posterior(model, {}, jnp.array([2.0]))
+        >>> post = jaxem.posterior(model, {"s": jnp.array(1.0)}, jnp.array([2.0]))
         >>> round(float(post.mean[0, 0]), 6), round(float(post.cov[0, 0, 0]), 6)
         (1.0, 0.5)
     """

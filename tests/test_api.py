@@ -120,9 +120,7 @@ def test_every_export_loads_lazily_and_is_declared_for_static_tools():
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
     )
     declared = {
-        alias.asname: node.module or ""
-        for node in block.body
-        for alias in node.names
+        alias.asname: node.module or "" for node in block.body for alias in node.names
     }
     assert declared == {k: v.lstrip(".") for k, v in jaxem._EXPORTS.items()}
     for name in jaxem.__all__:

@@ -127,6 +127,34 @@ def check_params(model, params) -> None:
         fail(f"parameters do not fit {model.name}", type(err).__name__)
 
 
+PER_COMPONENT = (
+    "weights_",
+    "means_",
+    "p_",
+    "lambdas_",
+    "startprob_",
+    "transmat_",
+    "emissionprob_",
+)
+"""Fitted attributes with one row per component (state): their first axis must
+be ``n_components``. (Broadcasting would otherwise let a (1, d) array stand for
+K components, and a wrong model load silently.)"""
+
+
+def _check_component_rows(est, name) -> None:
+    k = getattr(est, "n_components", None)
+    if not isinstance(k, int):
+        return
+    for attr in PER_COMPONENT:
+        value = est.__dict__.get(attr)
+        if isinstance(value, np.ndarray) and (value.ndim == 0 or value.shape[0] != k):
+            fail(
+                f"inconsistent {name} parameters",
+                f"{attr} has shape {value.shape}, not one row per component "
+                f"(n_components={k})",
+            )
+
+
 def check_estimator(est) -> None:
     """Fitted arrays must fit the model the estimator's options build.
 
@@ -136,6 +164,7 @@ def check_estimator(est) -> None:
     file does not describe a consistent fitted estimator.
     """
     name = type(est).__name__
+    _check_component_rows(est, name)
     hook = getattr(type(est), "_check_loaded", None)
     try:
         if hook is not None:

@@ -6,7 +6,12 @@ import re
 import pytest
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["index.md", "custom-models.md", "online.md"]
+PAGES = [
+    "index.md",
+    "custom-models.md",
+    "online.md",
+    "standard-errors-and-acceleration.md",
+]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -19,3 +19,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # own default cache (a user's ~/.cache) out of the tests and of the
 # subprocesses they start; the cache tests set up their own.
 os.environ.setdefault("JAXEM_NO_CACHE", "1")
+
+
+def pytest_runtest_teardown(item, nextitem):
+    # Free the compiled programs of a test file before the next file: a worker
+    # that kept every program of a full run (thousands) crashed inside XLA's
+    # CPU compiler late in the run, consistent with running out of memory
+    # mappings for generated code.
+    if nextitem is None or nextitem.path != item.path:
+        jax.clear_caches()

@@ -30,3 +30,11 @@ class EStep(NamedTuple):
     posterior: Any
     log_likelihood: jax.Array
     per_item: jax.Array
+
+
+def check_positive_ints(structure, *names: str) -> None:
+    """Raise ``ValueError`` unless each named field of ``structure`` is an int >= 1."""
+    for name in names:
+        value = getattr(structure, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")

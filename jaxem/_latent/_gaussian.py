@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _validation
-from ._base import EStep
+from ._base import EStep, check_positive_ints
 
 _LOG_2PI = math.log(2 * math.pi)
 _MAX_HALVINGS = 30
@@ -87,10 +87,7 @@ class Gaussian:
     max_steps: int = 20
 
     def __post_init__(self):
-        for name in ("dim", "max_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        check_positive_ints(self, "dim", "max_steps")
 
     num_batch_axes = 1
 

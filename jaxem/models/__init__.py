@@ -12,11 +12,11 @@ __all__ = [
     "reg_covar_allowance",
 ]
 
-from ._hmm import categorical_hmm as categorical_hmm  # noqa: E402
-from ._hmm import gaussian_hmm as gaussian_hmm  # noqa: E402
 from ._hmm import hmm_closed_form as hmm_closed_form  # noqa: E402
 from ._hmm import hmm_factors as hmm_factors  # noqa: E402
-from ._hmm import poisson_hmm as poisson_hmm  # noqa: E402
+from ._hmm_categorical import categorical_hmm as categorical_hmm  # noqa: E402
+from ._hmm_gaussian import gaussian_hmm as gaussian_hmm  # noqa: E402
+from ._hmm_poisson import poisson_hmm as poisson_hmm  # noqa: E402
 
 __all__ += [
     "categorical_hmm",

@@ -357,9 +357,20 @@ def fit_chunked(
     )
 
 
+@functools.partial(jax.jit, static_argnames="model")
+def _log_prior(model, params):
+    return jnp.asarray(model.log_prior(params))
+
+
+def _objective(model, params, totals) -> float:
+    """The pass's log-likelihood, plus the log-prior once (not per chunk)."""
+    ll = float(totals.log_likelihood)
+    return ll if model.log_prior is None else ll + float(_log_prior(model, params))
+
+
 def _loop(model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, checks):
     totals = _pass(model, params, chunks, chunk_rows, checks)
-    ll = float(totals.log_likelihood)
+    ll = _objective(model, params, totals)
     n = float(totals.num_observations)
     history = np.full((max_iter,), np.nan, np.asarray(totals.log_likelihood).dtype)
     status = _fit.Status.MAX_ITER if np.isfinite(ll) else _fit.Status.NONFINITE
@@ -370,7 +381,7 @@ def _loop(model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, ch
         converged = iteration > 0 and bool(_fit.has_converged(ll, previous, n, tol))
         new = _update(model, params, totals.stats, frozen)
         new_totals = _pass(model, new, chunks, chunk_rows, None)
-        new_ll = float(new_totals.log_likelihood)
+        new_ll = _objective(model, new, new_totals)
         history[iteration] = ll
         iteration += 1
         finite = np.isfinite(new_ll) and all(
@@ -383,13 +394,17 @@ def _loop(model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, ch
         if converged:
             status = _fit.Status.CONVERGED
     dtype = history.dtype
+    prior = None
+    if model.log_prior is not None:
+        prior = jnp.asarray(_log_prior(model, params), dtype)
     return _fit.FitResult(
         params=params,
-        log_likelihood=jnp.asarray(ll, dtype),
+        log_likelihood=jnp.asarray(totals.log_likelihood, dtype),
         history=jnp.asarray(history),
         n_iter=jnp.asarray(iteration),
         converged=jnp.asarray(converged),
         status=jnp.asarray(int(status), jnp.int32),
+        log_prior=prior,
     )
 
 

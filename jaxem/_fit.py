@@ -50,9 +50,12 @@ class FitResult(NamedTuple):
             the last parameters whose log-likelihood was finite.
         log_likelihood: scalar total (weighted) log marginal likelihood of
             ``params``.
-        history: (max_iter,) total log-likelihood after each iteration's E-step
+        history: (max_iter,) the objective after each iteration's E-step
             (history[i] is that of the parameters after i M-steps), NaN after
-            the last iteration.
+            the last iteration. The objective is the total log-likelihood, or
+            for a model with a ``log_prior`` (MAP-EM) the log-posterior
+            ``log_likelihood + log_prior`` (up to the prior's constant). The
+            stopping rule uses the same objective.
         n_iter: number of iterations run (each an E-step and an M-step).
         converged: True when the stopping rule was met: the average
             log-likelihood changed by less than ``tol`` in one iteration, with
@@ -63,6 +66,10 @@ class FitResult(NamedTuple):
             norm of the gradient of the average log-likelihood at ``params``
             in unconstrained coordinates (:func:`jaxem.gradient_norm`), about 0
             at a stationary point.
+        log_prior: None for a model without a ``log_prior``; else the scalar
+            ``log_prior(params)``, so ``log_likelihood + log_prior`` is the
+            MAP objective the fit maximised (``history[n_iter - 1]`` up to
+            the last step). ``log_likelihood`` stays the plain likelihood.
     """
 
     params: Any
@@ -72,6 +79,16 @@ class FitResult(NamedTuple):
     converged: jax.Array
     status: jax.Array
     gradient_norm: Any = None
+    log_prior: Any = None
+
+
+def objective(model, params, log_likelihood):
+    """What EM maximises: ``log_likelihood``, plus ``log_prior(params)`` for a
+    model with a prior (MAP-EM), in the likelihood's dtype (traceable)."""
+    if model.log_prior is None:
+        return log_likelihood
+    prior = jnp.asarray(model.log_prior(params))
+    return log_likelihood + prior.astype(jnp.result_type(log_likelihood))
 
 
 class _FitState(NamedTuple):
@@ -249,7 +266,7 @@ def fit_loop(
     ``step(params, estep, state) -> (params, estep, state)`` replaces the
     plain EM iteration (an M-step, then the E-step at the new parameters),
     e.g. by a SQUAREM cycle, carrying its own ``state`` (``step_state`` at
-    first); it must not lower the log-likelihood.
+    first); it must not lower the objective (:func:`objective`).
 
     ``max_iter`` and ``tol`` are traced: a new value reuses the program.
     ``mask`` (None or (N,) bool) marks the real rows of padded data.
@@ -257,7 +274,8 @@ def fit_loop(
     n = model.latent.num_observations(data, weights, lengths)
     estep0 = _e_step(model, params0, data, weights, lengths, mask)
     dtype = estep0.log_likelihood.dtype
-    nonfinite = ~jnp.isfinite(estep0.log_likelihood) | ~_all_finite(params0)
+    obj0 = objective(model, params0, estep0.log_likelihood)
+    nonfinite = ~jnp.isfinite(obj0) | ~_all_finite(params0)
     state = _FitState(
         params=params0,
         estep=estep0,
@@ -273,7 +291,7 @@ def fit_loop(
         return (s.iteration < max_iter) & ~s.converged & (s.status != Status.NONFINITE)
 
     def body(s):
-        ll = s.estep.log_likelihood
+        ll = objective(model, s.params, s.estep.log_likelihood)
         if callback is not None:
             jax.debug.callback(callback, s.iteration, ll, ordered=False)
         converged = (s.iteration > 0) & has_converged(ll, s.previous, n, tol)
@@ -295,7 +313,8 @@ def fit_loop(
             params, estep, aux = step(s.params, s.estep, s.aux)
         # A NaN parameter the likelihood never reads (a spare leaf of a
         # closed-form update) must not pass as converged either.
-        bad = ~jnp.isfinite(estep.log_likelihood) | ~_all_finite(params)
+        new_objective = objective(model, params, estep.log_likelihood)
+        bad = ~jnp.isfinite(new_objective) | ~_all_finite(params)
         # A non-finite step ends the loop, so only the previous likelihood is
         # needed with the previous params; the posterior is never read again
         # (keeping the old one would hold a second (N, K) buffer every step).
@@ -319,6 +338,9 @@ def fit_loop(
         )
 
     s = jax.lax.while_loop(cond, body, state)
+    prior = None
+    if model.log_prior is not None:
+        prior = jnp.asarray(model.log_prior(s.params)).astype(dtype)
     return FitResult(
         params=s.params,
         log_likelihood=s.estep.log_likelihood,
@@ -326,6 +348,7 @@ def fit_loop(
         n_iter=s.iteration,
         converged=s.converged,
         status=s.status.astype(jnp.int32),
+        log_prior=prior,
     )
 
 
@@ -371,7 +394,8 @@ def fit(
         max_iter: maximum number of iterations (at most ``MAX_ITER``). A new
             value reuses the compiled program.
         tol: stop when the average log-likelihood per observation (per time step
-            for chains) changes by less than ``tol``.
+            for chains) changes by less than ``tol`` (the average objective,
+            log-likelihood + log-prior, for a model with a ``log_prior``).
         m_step_optimizer: optax optimiser for the gradient M-step (default
             ``optax.lbfgs()``).
         m_step_iters: bound on optimiser steps per M-step (default 50).

@@ -26,6 +26,15 @@ class ClosedForm:
             some of the parameter keys; the others are then fitted by the
             gradient M-step with the returned ones held fixed.
 
+    With a ``LatentModel(..., log_prior=...)`` (MAP-EM) the ``update`` must
+    maximise ``Q(params) + log_prior(params)`` (not Q alone), or EM loses its
+    monotonicity in the MAP objective. ``update`` takes no hyperparameters of
+    its own: close over them in the function that builds the model (a model
+    factory ``make(alpha) -> LatentModel`` whose ``update`` and ``log_prior``
+    both read ``alpha``), as the prebuilt models do (see ``docs/priors.md``).
+    The statistics stay the data's sums, so chunked fits add the prior once
+    per iteration, in ``update``.
+
     Examples:
         >>> import jaxem
         >>> def stats(data, resp, weights):
@@ -67,6 +76,13 @@ class LatentModel:
         sample: optional sampler ``sample(key, params, n) -> (x, z)``.
         event_shape: optional shape of ONE observation, checked by ``fit``.
         name: optional display name.
+        log_prior: optional ``log_prior(params) -> scalar``, the log-density of
+            a prior on the parameters (up to a constant). EM then maximises
+            log-likelihood + log-prior (MAP-EM): the gradient M-step adds it
+            to Q, a ``ClosedForm.update`` must maximise Q + log-prior, and
+            ``FitResult.history`` reports that objective (see ``FitResult``).
+            Checked with ``jax.eval_shape`` before compiling: it must return a
+            floating scalar.
 
     Examples:
         >>> import jax.numpy as jnp, jax.scipy.stats as st, jaxem
@@ -93,6 +109,7 @@ class LatentModel:
     sample: Callable[..., Any] | None = dataclasses.field(default=None, repr=False)
     event_shape: tuple[int, ...] | None = None
     name: str | None = None
+    log_prior: Callable[..., Any] | None = dataclasses.field(default=None, repr=False)
 
     def __init__(
         self,
@@ -106,6 +123,7 @@ class LatentModel:
         sample=None,
         event_shape=None,
         name=None,
+        log_prior=None,
     ):
         if not hasattr(latent, "e_step"):
             raise ValueError(
@@ -115,6 +133,11 @@ class LatentModel:
         if m_step is not None and not isinstance(m_step, ClosedForm):
             raise ValueError(
                 f"m_step: expected a jaxem.ClosedForm or None, got {m_step!r}"
+            )
+        if log_prior is not None and not callable(log_prior):
+            raise ValueError(
+                f"log_prior: expected a function params -> scalar or None, got "
+                f"{log_prior!r:.60}"
             )
         latent.check_log_joint(log_joint)
         leaves, treedef = jax.tree_util.tree_flatten(
@@ -136,6 +159,13 @@ class LatentModel:
         shape = None if event_shape is None else tuple(int(s) for s in event_shape)
         object.__setattr__(self, "event_shape", shape)
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "log_prior", log_prior)
+
+    def log_prior_at(self, params: Any) -> jax.Array | None:
+        """``log_prior(params)`` as a scalar, or None for a model without one."""
+        if self.log_prior is None:
+            return None
+        return jax.numpy.asarray(self.log_prior(params))
 
     @property
     def constraints(self) -> Any:
@@ -155,4 +185,16 @@ class LatentModel:
     def __repr__(self):
         label = self.name or getattr(self.log_joint, "__name__", "log_joint")
         kind = "closed form" if self.m_step is not None else "gradient"
-        return f"LatentModel({label}, {self.latent!r}, m_step={kind})"
+        prior = ", log_prior" if self.log_prior is not None else ""
+        return f"LatentModel({label}, {self.latent!r}, m_step={kind}{prior})"
+
+
+def with_log_prior(model: LatentModel, log_prior) -> LatentModel:
+    """A copy of ``model`` with ``log_prior`` replaced (None: plain EM's
+    objective; the closed form, if any, is unchanged). Equal copies hash
+    alike, so compiled programs are shared between them."""
+    copy = object.__new__(LatentModel)
+    for field in dataclasses.fields(LatentModel):
+        object.__setattr__(copy, field.name, getattr(model, field.name))
+    object.__setattr__(copy, "log_prior", log_prior)
+    return copy

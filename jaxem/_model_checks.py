@@ -96,8 +96,25 @@ def _check_cached(model, params_sig, data_sig, weights_sig, lengths_sig, frozen)
     weights, lengths = _rebuild(weights_sig), _rebuild(lengths_sig)
     _check_log_joint(model, params, data)
     _check_table(model, params, data)
+    _check_log_prior(model, params)
     if model.m_step is not None:
         _check_closed_form(model, params, data, weights, lengths, frozen)
+
+
+def _check_log_prior(model, params) -> None:
+    """``log_prior(params)`` must be one floating scalar."""
+    if getattr(model, "log_prior", None) is None:
+        return
+    out = _evaluate("log_prior", model.log_prior, params)
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"log_prior: returned {shape}; expected a scalar log-density, shape ()"
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(
+            f"log_prior: returned dtype {out.dtype}; expected a floating scalar"
+        )
 
 
 def _one_latent(latent, dtype):

@@ -4,7 +4,7 @@ With a ``ClosedForm`` whose ``update`` returns every parameter, the M-step is
 that update. Otherwise the leaves it does not return (all of them without a
 closed form) are fitted by maximising the expected complete-data log-likelihood
 
-    Q(theta) = E_posterior[log p(x, z | theta)]
+    Q(theta) = E_posterior[log p(x, z | theta)]   (+ log_prior(theta), MAP-EM)
 
 over their unconstrained form with an optax optimiser (L-BFGS by default),
 warm-started at the current values, with the closed-form leaves held at their
@@ -234,9 +234,12 @@ def _gradient_m_step(
     scale = model.latent.num_observations(data, weights, lengths)
 
     def objective(u):
+        values = assemble(u)
         q = model.latent.expected_log_joint(
-            model, assemble(u), data, posterior, weights, lengths
+            model, values, data, posterior, weights, lengths
         )
+        if model.log_prior is not None:  # MAP-EM: maximise Q + log p(params)
+            q = q + jnp.asarray(model.log_prior(values)).astype(jnp.result_type(q))
         return -q / scale
 
     u0 = _constraints.to_unconstrained(free_cons, free_params)

@@ -11,9 +11,10 @@ two steps:
     u' = u0 - 2 alpha r + alpha^2 v,   then one stabilising EM step F(u').
 
 The safeguard keeps EM's guarantee: the extrapolated point is kept only when
-its stabilised log-likelihood is finite and at least that of u2 (two plain EM
-steps); otherwise the cycle returns u2. So the history stays non-decreasing,
-and every cycle is at least as good as two EM iterations. One cycle costs
+its stabilised objective (the log-likelihood, plus the log-prior for a model
+with one: MAP-EM) is finite and at least that of u2 (two plain EM steps);
+otherwise the cycle returns u2. So the history stays non-decreasing, and every
+cycle is at least as good as two EM iterations. One cycle costs
 three M-steps and four E-steps.
 """
 
@@ -85,11 +86,10 @@ def squarem_loop(
         alpha = jnp.where(norm_v > 0, jnp.clip(alpha, -step_max, -1.0), -1.0)
         extrapolated = from_u(jnp.where(finite, u0 - 2 * alpha * r + alpha**2 * v, u2))
         p3, e3 = em(extrapolated, e_step(extrapolated))
-        keep = (
-            jnp.isfinite(e3.log_likelihood)
-            & _fit._all_finite(p3)
-            & (e3.log_likelihood >= e2.log_likelihood)
-        )
+        # The same objective as the loop's: the log-posterior under a prior.
+        obj2 = _fit.objective(model, p2, e2.log_likelihood)
+        obj3 = _fit.objective(model, p3, e3.log_likelihood)
+        keep = jnp.isfinite(obj3) & _fit._all_finite(p3) & (obj3 >= obj2)
         # Varadhan & Roland's step-length control: the longest step allowed
         # grows while it is taken and shrinks back when an extrapolation fails.
         at_max = alpha <= -step_max

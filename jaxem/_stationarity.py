@@ -45,7 +45,10 @@ def gradient_norm_traced(model, params, data, weights=None, lengths=None, frozen
         values = _constraints.from_unconstrained(free_cons, u, free)
         p = {**params, **values} if isinstance(params, dict) else values
         estep = model.latent.e_step(model, p, data, weights, lengths)
-        return estep.log_likelihood / count
+        ll = estep.log_likelihood
+        if model.log_prior is not None:  # MAP-EM: the log-posterior's gradient
+            ll = ll + jnp.asarray(model.log_prior(p)).astype(ll.dtype)
+        return ll / count
 
     u = _constraints.to_unconstrained(free_cons, free)
     return optax.tree.norm(jax.grad(average_log_likelihood)(u))

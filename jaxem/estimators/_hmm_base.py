@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _buckets, constraints
+from .. import _buckets, _model, constraints
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
 from .._latent import _markov_chain
@@ -275,7 +275,11 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
             self._fit_dtype = dtype
             if self.n_iter == 0:
                 return self._initialised_only(params0)
-            result = self._run(model, params0, data, lengths)
+            # hmmlearn's MAP-EM tracks and tests the plain log-likelihood
+            # (monitor_.history), so the estimators do too; jaxem.fit with
+            # the model itself reports the MAP objective (docs/priors.md).
+            plain = _model.with_log_prior(model, None)
+            result = self._run(plain, params0, data, lengths)
             self._params_to_attributes(jax.tree.map(np.asarray, result.params))
             self._set_monitor(result)
             self._report_unvisited(model, data, lengths)

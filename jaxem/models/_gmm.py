@@ -23,7 +23,7 @@ from jax import lax
 from .. import constraints
 from .._latent import Categorical
 from .._model import ClosedForm, LatentModel
-from . import _gmm_estep, _gmm_stats
+from . import _gmm_estep, _gmm_prior, _gmm_stats
 from ._gmm_estep import precision_cholesky as precision_cholesky
 from ._gmm_stats import reg_covar_allowance as reg_covar_allowance
 
@@ -131,12 +131,17 @@ def initial_responsibilities(key, data, n_components, method="kmeans", weights=N
 
 
 # ----------------------------------------------------------------------- model
-@functools.lru_cache(maxsize=128)
 def gaussian_mixture(
     n_components: int,
     n_features: int,
     covariance_type: str = "full",
     reg_covar: float = 1e-6,
+    *,
+    weights_prior=1.0,
+    means_prior=0.0,
+    means_weight=0.0,
+    covars_prior=0.0,
+    covars_weight=1.0,
 ) -> LatentModel:
     """A mixture of ``n_components`` Gaussians in ``n_features`` dimensions.
 
@@ -161,11 +166,31 @@ def gaussian_mixture(
     ``model.sample(key, params, n)`` draws ``(x (n, d), z (n,))``. The same
     arguments return the same (cached) model, so fits do not retrace.
 
+    Conjugate priors (MAP-EM, ``docs/priors.md``): a Dirichlet on the weights
+    and hmmlearn's normal / inverse-Wishart prior on the means and
+    covariances (mclust's ``priorControl`` in another parametrisation). With
+    any of them set, the closed form is the MAP step and the model has a
+    ``log_prior``, so ``jaxem.fit`` reports (and never decreases) the
+    log-posterior. The defaults are no prior: the model and every result are
+    exactly those of maximum likelihood.
+
     Args:
         n_components: K.
         n_features: d.
         covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
         reg_covar: non-negative floor added to the covariances' diagonal.
+        weights_prior: Dirichlet concentration, a number or (K,), each >= 1
+            (1: none); the weights' MAP is ``∝ n_k + alpha_k - 1``.
+        means_prior: prior mean mu, a number, (d,) or (K, d).
+        means_weight: shrinkage w of the means towards ``means_prior``
+            (mclust's kappa_p), a number or (K,), >= 0 (0: none).
+        covars_prior: scale Psi, >= 0: a number (times the identity for
+            ``full``/``tied``), (d, d) or (K, d, d) (full), (d, d) (tied),
+            (d,) or (K, d) (diag), (K,) (spherical). 0: none.
+        covars_weight: degrees of freedom nu (hmmlearn's): the covariance's
+            MAP divides by ``n_k + max(nu - d, 0)`` (``full``, ``tied``) or
+            ``n_k + max(nu - 1, 0)`` (``diag``, ``spherical``); a number or
+            (K,) (a number for tied). 1: none.
 
     Returns:
         A ``LatentModel`` with a closed-form M-step.
@@ -194,8 +219,30 @@ def gaussian_mixture(
         raise ValueError(
             f"reg_covar: expected a finite non-negative number, got {reg_covar!r}"
         )
+    hyper = _gmm_prior.check_hyperparameters(
+        n_components,
+        n_features,
+        covariance_type,
+        weights_prior=weights_prior,
+        means_prior=means_prior,
+        means_weight=means_weight,
+        covars_prior=covars_prior,
+        covars_weight=covars_weight,
+    )
+    if _gmm_prior.is_default(hyper, covariance_type, n_features):
+        hyper = None
+    else:
+        hyper = tuple(hyper.items())
+    return _gaussian_mixture(
+        n_components, n_features, covariance_type, float(reg_covar), hyper
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _gaussian_mixture(n_components, n_features, covariance_type, reg_covar, hyper):
+    """:func:`gaussian_mixture` for checked, hashable arguments (cached)."""
     k, d, ctype = n_components, n_features, covariance_type
-    reg_covar = float(reg_covar)
+    prior = None if hyper is None else dict(hyper)
 
     def log_joint(params, x, z):
         params = jax.tree.map(jnp.asarray, params)
@@ -213,7 +260,12 @@ def gaussian_mixture(
         return _gmm_stats.stats(data, resp, weights, ctype, means, _BLOCK_ENTRIES)
 
     def update(s, params, frozen=()):
+        if prior is not None:
+            return _gmm_prior.map_update(s, params, prior, ctype, reg_covar, frozen)
         return _gmm_stats.update(s, params, ctype, reg_covar, frozen)
+
+    def log_prior(params):
+        return _gmm_prior.log_prior(params, prior, ctype)
 
     @functools.partial(jax.jit, static_argnames="method")
     def init(key, data, method="kmeans", weights=None):
@@ -265,8 +317,13 @@ def gaussian_mixture(
         init=init,
         sample=sample,
         event_shape=(d,),
-        name=f"gaussian_mixture({k}, {d}, {ctype!r})",
+        name=f"gaussian_mixture({k}, {d}, {ctype!r}{_name_suffix(prior)})",
+        log_prior=None if prior is None else log_prior,
     )
+
+
+def _name_suffix(prior):
+    return "" if prior is None else ", " + _gmm_prior.describe(prior)
 
 
 def _identity_covariances(covariance_type, k, d, dtype):

@@ -21,6 +21,7 @@ import numpy as np
 from .. import constraints
 from .._latent._markov_chain import ChainFactors
 from .._model import ClosedForm
+from . import _priors
 
 COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
 
@@ -94,6 +95,19 @@ def chain_update(stats, params, startprob_prior=1.0, transmat_prior=1.0) -> dict
             stats["trans"], transmat_prior, params["transmat"]
         ),
     }
+
+
+def chain_log_prior(params, startprob_prior=1.0, transmat_prior=1.0):
+    """The Dirichlet log-prior of ``startprob`` and each ``transmat`` row
+    (hmmlearn's priors; entries fixed at 0 contribute 0)."""
+    return _priors.dirichlet_log_prior(
+        startprob_prior, params["startprob"]
+    ) + _priors.dirichlet_log_prior(transmat_prior, params["transmat"])
+
+
+def is_default(value, default) -> bool:
+    """Whether a hashable prior literal equals ``default`` everywhere."""
+    return bool(np.all(np.asarray(value, np.float64) == default))
 
 
 def hmm_closed_form(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from .. import constraints
 from .._latent._markov_chain import MarkovChain
 from .._model import ClosedForm, LatentModel
+from . import _priors
 from ._hmm import (
     _call_name,
     _chain_constraints,
@@ -19,9 +20,11 @@ from ._hmm import (
     _sample_chain,
     _valid,
     _weighted,
+    chain_log_prior,
     chain_stats,
     chain_update,
     hmm_factors,
+    is_default,
 )
 
 _CATEGORICAL_DEFAULTS = {
@@ -129,6 +132,17 @@ def _categorical_hmm(
             key, jnp.log(params["emissionprob"][z]), shape=shape
         )
 
+    def log_prior(params):
+        chain = chain_log_prior(params, startprob_prior, transmat_prior)
+        return chain + _priors.dirichlet_log_prior(
+            emissionprob_prior, params["emissionprob"]
+        )
+
+    has_prior = not all(
+        is_default(v, 1.0)
+        for v in (startprob_prior, transmat_prior, emissionprob_prior)
+    )
+
     options = dict(
         zip(
             _CATEGORICAL_DEFAULTS,
@@ -146,6 +160,7 @@ def _categorical_hmm(
         sample=lambda key, params, n: _sample_chain(key, params, n, emit),
         event_shape=() if n_draws is None else (n_draws,),
         name=_call_name("categorical_hmm", (k, m), options, _CATEGORICAL_DEFAULTS),
+        log_prior=log_prior if has_prior else None,
     )
 
 

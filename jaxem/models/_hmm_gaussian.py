@@ -7,10 +7,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import constraints
 from .._latent._markov_chain import MarkovChain
 from .._model import ClosedForm, LatentModel
+from . import _priors
 from ._hmm import (
     COVARIANCE_TYPES,
     _call_name,
@@ -23,9 +25,11 @@ from ._hmm import (
     _sample_chain,
     _valid,
     _weighted,
+    chain_log_prior,
     chain_stats,
     chain_update,
     hmm_factors,
+    is_default,
 )
 
 # ------------------------------------------------------------ Gaussian HMM
@@ -330,6 +334,49 @@ def _gaussian_hmm(
         eps = jax.random.normal(key, (d,), params["means"].dtype)
         return params["means"][z] + scale @ eps
 
+    def log_prior(params):
+        dtype = params["means"].dtype
+        m_prior, m_weight, c_prior, c_weight = (
+            jnp.broadcast_to(jnp.asarray(v, dtype), shape)
+            for v, shape in (
+                (means_prior, (k, d)),
+                (means_weight, (k, d)),
+                (covars_prior, cov_shape),
+                (covars_weight, weight_shape),
+            )
+        )
+        if covariance_type in ("full", "tied"):
+            c = jnp.maximum(c_weight - d, 0).reshape(
+                -1 if covariance_type == "full" else ()
+            )
+        else:
+            c = jnp.maximum(c_weight - 1, 0)
+        emission = _priors.gaussian_log_prior(
+            params["means"],
+            params["covars"],
+            covariance_type,
+            m_prior,
+            m_weight,
+            c_prior,
+            c,
+        )
+        return chain_log_prior(params, startprob_prior, transmat_prior) + emission
+
+    has_prior = not (
+        is_default(startprob_prior, 1.0)
+        and is_default(transmat_prior, 1.0)
+        and is_default(means_weight, 0.0)
+        and is_default(covars_prior, 0.0)
+        and is_default(
+            np.maximum(
+                np.asarray(covars_weight)
+                - (d if covariance_type in ("full", "tied") else 1),
+                0,
+            ),
+            0.0,
+        )
+    )
+
     cov_constraint = (
         constraints.positive
         if covariance_type in ("diag", "spherical")
@@ -362,6 +409,7 @@ def _gaussian_hmm(
         sample=lambda key, params, n: _sample_chain(key, params, n, emit),
         event_shape=(d,),
         name=_call_name("gaussian_hmm", (k, d), options, _GAUSSIAN_DEFAULTS),
+        log_prior=log_prior if has_prior else None,
     )
 
 

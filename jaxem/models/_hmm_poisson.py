@@ -21,9 +21,11 @@ from ._hmm import (
     _sample_chain,
     _valid,
     _weighted,
+    chain_log_prior,
     chain_stats,
     chain_update,
     hmm_factors,
+    is_default,
 )
 from ._logpmf import poisson_logpmf
 
@@ -142,6 +144,14 @@ def _poisson_hmm(
     def emit(key, params, z):
         return jax.random.poisson(key, params["lambdas"][z])
 
+    # hmmlearn's rate update (l_prior + n y_bar) / (l_weight + n) pools the
+    # total count n over states: a shrinkage, not the MAP of a fixed prior on
+    # the rates, so only the Dirichlet priors enter the MAP objective.
+    def log_prior(params):
+        return chain_log_prior(params, startprob_prior, transmat_prior)
+
+    has_prior = not all(is_default(v, 1.0) for v in (startprob_prior, transmat_prior))
+
     options = dict(
         zip(
             _POISSON_DEFAULTS,
@@ -159,4 +169,5 @@ def _poisson_hmm(
         sample=lambda key, params, n: _sample_chain(key, params, n, emit),
         event_shape=(d,),
         name=_call_name("poisson_hmm", (k, d), options, _POISSON_DEFAULTS),
+        log_prior=log_prior if has_prior else None,
     )

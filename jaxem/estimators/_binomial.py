@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from numbers import Integral
+from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,7 @@ from .. import constraints
 from .. import models as _models
 from .._latent import Categorical
 from .._model import ClosedForm, LatentModel
+from ..models import _binomial as _binomial_models
 from . import _base
 from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
@@ -50,6 +51,12 @@ class BinomialMixture(MixtureEstimator):
         random_state: None, an int, a numpy ``RandomState``/``Generator``.
         warm_start: start from the previous fit's parameters.
         verbose: show a progress display of the log-likelihood.
+        weights_prior: Dirichlet concentration on the weights (MAP-EM), a
+            number or (K,), each >= 1; 1 (the default) is no prior.
+        p_prior: Beta ``(a, b)`` prior on each head probability, numbers or
+            (K,) arrays, each >= 1; ``(1, 1)`` (the default) is no prior.
+            With a prior, ``lower_bound_``/``lower_bounds_`` are the average
+            log-posterior per sample (``docs/priors.md``).
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -81,6 +88,9 @@ class BinomialMixture(MixtureEstimator):
         "init_params": [StrOptions({"quantiles", "random"})],
         "weights_init": ["array-like", None],
         "p_init": ["array-like", None],
+        # MAP-EM priors (values checked by models.binomial_mixture).
+        "weights_prior": [Interval(Real, 1.0, None, closed="left"), "array-like"],
+        "p_prior": [tuple, list, "array-like"],
     }
 
     def __init__(
@@ -97,6 +107,8 @@ class BinomialMixture(MixtureEstimator):
         random_state=None,
         warm_start=False,
         verbose=0,
+        weights_prior=1.0,
+        p_prior=(1.0, 1.0),
     ):
         self.n_components = n_components
         self.n_trials = n_trials
@@ -109,14 +121,18 @@ class BinomialMixture(MixtureEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.weights_prior = weights_prior
+        self.p_prior = p_prior
 
     def _model(self, n_features=None):
         if n_features is None:
             n_features = getattr(self, "n_features_in_", 1)
         k, n = int(self.n_components), int(self.n_trials)
+        priors = {"weights_prior": self.weights_prior, "p_prior": self.p_prior}
         if n_features == 1:
-            return _models.binomial_mixture(k, n)
-        return independent_binomials(k, n, int(n_features))
+            return _models.binomial_mixture(k, n, **priors)
+        alpha, ab = _binomial_models.check_priors(k, **priors)
+        return independent_binomials(k, n, int(n_features), alpha, ab)
 
     def _check_X(self, X):
         if np.any(X < 0):
@@ -206,14 +222,19 @@ class BinomialMixture(MixtureEstimator):
 
 
 @functools.cache
-def independent_binomials(n_components: int, n_trials: int, n_features: int):
+def independent_binomials(
+    n_components: int, n_trials: int, n_features: int, alpha=1.0, ab=(1.0, 1.0)
+):
     """A coin mixture over d columns: each sample is d head counts, each of
     ``n_trials`` tosses, independent given the component.
 
     Parameters: ``{"weights": (K,) simplex, "p": (K, d) head probabilities}``;
     data (N, d). With one column this is ``models.binomial_mixture``.
+    ``alpha`` and ``ab`` are checked priors (``binomial_mixture``'s
+    ``weights_prior`` and ``p_prior``, the Beta one per component).
     """
     k, n = n_components, n_trials
+    map_update, log_prior = _binomial_models.map_pieces(n, alpha, ab, per_column=True)
 
     def log_joint(params, x, z):
         return (
@@ -230,6 +251,8 @@ def independent_binomials(n_components: int, n_trials: int, n_features: int):
         return {"counts": resp.sum(0), "heads": resp.T @ data}
 
     def update(s, params):
+        if log_prior is not None:
+            return map_update(s, params)
         total = s["counts"].sum()
         eps = jnp.finfo(s["counts"].dtype).eps
         alive = (s["counts"] > eps * total)[:, None]
@@ -264,4 +287,5 @@ def independent_binomials(n_components: int, n_trials: int, n_features: int):
         sample=sample,
         event_shape=(n_features,),
         name=f"independent_binomials({k}, {n}, {n_features})",
+        log_prior=log_prior,
     )

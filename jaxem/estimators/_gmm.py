@@ -86,6 +86,16 @@ class GaussianMixture(MixtureEstimator):
         warm_start: start from the previous fit's parameters (one restart).
         verbose: show a progress display of the log-likelihood.
         verbose_interval: accepted for compatibility with scikit-learn.
+        weights_prior, means_prior, means_weight, covars_prior, covars_weight:
+            conjugate priors (MAP-EM; not in scikit-learn): a Dirichlet
+            concentration on the weights (a number or (K,), >= 1) and
+            hmmlearn's normal / inverse-Wishart prior on the means and
+            covariances, as ``jaxem.models.gaussian_mixture`` documents
+            (``docs/priors.md``). The defaults are no prior (scikit-learn's
+            fit). With a prior, ``lower_bound_`` and ``lower_bounds_`` are the
+            average log-posterior (log-likelihood + log-prior, per sample), the
+            objective EM then maximises; ``log_likelihood_`` stays the
+            log-likelihood.
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -129,6 +139,12 @@ class GaussianMixture(MixtureEstimator):
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        # MAP-EM priors (values checked by models.gaussian_mixture).
+        "weights_prior": [Interval(Real, 1.0, None, closed="left"), "array-like"],
+        "means_prior": [Real, "array-like"],
+        "means_weight": [Interval(Real, 0.0, None, closed="left"), "array-like"],
+        "covars_prior": [Interval(Real, 0.0, None, closed="left"), "array-like"],
+        "covars_weight": [Interval(Real, 0.0, None, closed="left"), "array-like"],
     }
 
     def __init__(
@@ -148,6 +164,11 @@ class GaussianMixture(MixtureEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        weights_prior=1.0,
+        means_prior=0.0,
+        means_weight=0.0,
+        covars_prior=0.0,
+        covars_weight=1.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -163,6 +184,11 @@ class GaussianMixture(MixtureEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.weights_prior = weights_prior
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
 
     def _model(self, n_features):
         return _gmm.gaussian_mixture(
@@ -170,6 +196,11 @@ class GaussianMixture(MixtureEstimator):
             int(n_features),
             self.covariance_type,
             float(self.reg_covar),
+            weights_prior=self.weights_prior,
+            means_prior=self.means_prior,
+            means_weight=self.means_weight,
+            covars_prior=self.covars_prior,
+            covars_weight=self.covars_weight,
         )
 
     def _check_X(self, X):

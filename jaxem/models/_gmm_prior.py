@@ -206,4 +206,3 @@ def describe(hyper: dict) -> str:
         if np.any(np.asarray(value) != DEFAULTS[name])
     ]
     return ", ".join(parts)
-

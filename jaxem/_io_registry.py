@@ -339,7 +339,7 @@ def _check_fit_result(fields: dict, where: str, ctx: Context) -> None:
     history = np.shape(fields["history"])
     if history[:-1] != batch:
         fail(where, f"history shape {history} does not fit log_likelihood {batch}")
-    for key in ("n_iter", "converged", "status", "gradient_norm"):
+    for key in ("n_iter", "converged", "status", "gradient_norm", "log_prior"):
         if fields.get(key) is not None and np.shape(fields[key]) != batch:
             fail(where, f"{key} shape {np.shape(fields[key])} is not {batch}")
     n_iter = np.asarray(fields["n_iter"])
@@ -357,6 +357,7 @@ FIT_RESULT = {
     "converged": Array("b"),
     "status": Array("iu"),
     "gradient_norm": Optional(Array("f")),  # newer than version 1: None there
+    "log_prior": Optional(Array("f")),  # MAP-EM; None without a prior (and before)
 }
 
 _MIXTURE = {

@@ -321,3 +321,73 @@ CASES += [
         _lgssm_params,
     ),
 ]
+
+
+# ------------------------------------------------------- MAP-EM (priors)
+def _coin_beta_prior(params):
+    return jnp.sum(st.beta.logpdf(params["p"], 2.0, 3.0))
+
+
+_COIN_MAP_GRADIENT = jaxem.LatentModel(
+    _COIN_USER.log_joint,
+    jaxem.Categorical(2),
+    constraints=_COIN_USER.constraints,
+    log_prior=_coin_beta_prior,
+)
+
+CASES += [
+    ModelCase(
+        "binomial_mixture_map",
+        lambda: jaxem.models.binomial_mixture(
+            2, 10, weights_prior=2.0, p_prior=(2.0, 3.0)
+        ),
+        _coin_data,
+        _coin_params,
+    ),
+    ModelCase(
+        "coins_gradient_map", lambda: _COIN_MAP_GRADIENT, _coin_data, _coin_params
+    ),
+    *(
+        ModelCase(
+            f"gaussian_mixture_map_{ctype}",
+            functools.partial(
+                jaxem.models.gaussian_mixture,
+                2,
+                2,
+                ctype,
+                0.0,
+                weights_prior=2.0,
+                means_prior=0.5,
+                means_weight=0.1,
+                covars_prior=0.2,
+                covars_weight=5.0,
+            ),
+            lambda: {"data": jnp.asarray(gmm_data())},
+            _gmm_params(ctype),
+        )
+        for ctype in ("full", "spherical")
+    ),
+    ModelCase(
+        "gaussian_hmm_map",
+        lambda: jaxem.models.gaussian_hmm(
+            2,
+            1,
+            startprob_prior=2.0,
+            transmat_prior=3.0,
+            means_prior=0.0,
+            means_weight=0.5,
+            covars_prior=0.3,
+            covars_weight=4.0,
+        ),
+        _hmm_gaussian_data,
+        _hmm_gaussian_params,
+    ),
+    ModelCase(
+        "categorical_hmm_map",
+        lambda: jaxem.models.categorical_hmm(
+            2, 4, startprob_prior=2.0, transmat_prior=2.0, emissionprob_prior=1.5
+        ),
+        _hmm_symbol_data,
+        _hmm_categorical_params,
+    ),
+]

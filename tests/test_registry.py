@@ -29,7 +29,9 @@ def test_history_is_non_decreasing(case):
     assert int(result.status) != jaxem.Status.NONFINITE
     _assert_non_decreasing(result.history)
     last = np.asarray(result.history)[int(result.n_iter) - 1]
-    assert float(result.log_likelihood) >= last - 1e-9 * abs(last)
+    # The history is the objective: with a prior, log-likelihood + log-prior.
+    prior = 0.0 if result.log_prior is None else float(result.log_prior)
+    assert float(result.log_likelihood) + prior >= last - 1e-9 * abs(last)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

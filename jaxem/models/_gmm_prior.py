@@ -175,7 +175,7 @@ def map_update(s, params, hyper, covariance_type, reg_covar, frozen=()):
         if covariance_type == "full":
             c_n = c_n + s["s2"]
             cov = (psi + c_n) / (c + nk)[:, None, None]
-            cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + reg_covar * eye
+            cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + reg_covar * eye[None]
             prior_cov = (c > 0) & (jnp.trace(psi, axis1=1, axis2=2) > 0)
             alive = (n_raw > threshold) | prior_cov
             cov = jnp.where(alive[:, None, None], cov, old)

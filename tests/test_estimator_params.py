@@ -33,6 +33,11 @@ GAUSSIAN = {
     "means_init": ["abc", [[NAN, 0.0], [1.0, 1.0]], np.zeros((3, 2)), [[1.0]]],
     "precisions_init": ["abc", -np.ones((2, 2, 2)), np.full((2, 2, 2), NAN)],
     "verbose_interval": [0, "abc", 2.5, None],
+    "weights_prior": [0.5, "abc", None, NAN, INF, [1.0, 2.0, 3.0]],
+    "means_prior": ["abc", None, NAN, np.zeros(3)],
+    "means_weight": [-1.0, "abc", None, NAN, [1.0, 1.0, 1.0]],
+    "covars_prior": [-1.0, "abc", None, NAN, INF, -np.eye(2)],
+    "covars_weight": [-1.0, "abc", None, NAN, INF],
 }
 BINOMIAL = {
     **COMMON,
@@ -40,6 +45,8 @@ BINOMIAL = {
     "init_params": ["kmeans", None, 1],
     "weights_init": ["abc", [0.7, 0.7], [0.5], [NAN, 0.5]],
     "p_init": ["abc", [1.5, 0.5], [0.2], [NAN, 0.5]],
+    "weights_prior": [0.5, "abc", None, NAN, [1.0, 2.0, 3.0]],
+    "p_prior": [0.5, "ab", None, (0.5, 1.0), (NAN, 1.0), (1.0, 1.0, 1.0)],
 }
 CASES = [
     (jaxem.GaussianMixture, {"n_components": 2}, name, value)

@@ -56,7 +56,7 @@ def check_priors(k, weights_prior=1.0, p_prior=(1.0, 1.0)):
         a, b = p_prior
     except (TypeError, ValueError):
         raise ValueError(
-            f"p_prior: expected a pair (a, b) of Beta parameters, got {p_prior!r:.60}"
+            f"p_prior: expected a pair (a, b) of Beta parameters, got {_show(p_prior)}"
         ) from None
     return alpha, (_check_prior("p_prior", a, k), _check_prior("p_prior", b, k))
 
@@ -67,7 +67,7 @@ def _check_prior(name, value, k):
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(
-            f"{name}: expected a number or an array, got {value!r:.60}"
+            f"{name}: expected a number or an array, got {_show(value)}"
         ) from None
     if arr.shape not in ((), (k,)):
         raise ValueError(
@@ -75,7 +75,7 @@ def _check_prior(name, value, k):
         )
     if not np.all(np.isfinite(arr)) or np.any(arr < 1):
         raise ValueError(
-            f"{name}: every value must be finite and >= 1, got {value!r:.60}"
+            f"{name}: every value must be finite and >= 1, got {_show(value)}"
         )
     return float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr)
 
@@ -189,3 +189,8 @@ def _suffix(alpha, ab):
     if any(np.any(np.asarray(v) != 1.0) for v in ab):
         parts.append(f"p_prior={ab!r}")
     return "".join(", " + p for p in parts)
+
+
+def _show(value) -> str:
+    """A value on one short line, for an error message."""
+    return " ".join(repr(value).split())[:60]

@@ -62,7 +62,7 @@ def check_hyperparameters(k: int, d: int, covariance_type: str, **hyper) -> dict
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError(
-                f"{name}: expected a number or an array, got {value!r:.60}"
+                f"{name}: expected a number or an array, got {_show(value)}"
             ) from None
         if arr.shape not in shapes:
             raise ValueError(
@@ -70,9 +70,9 @@ def check_hyperparameters(k: int, d: int, covariance_type: str, **hyper) -> dict
                 f"{' or '.join(map(str, shapes[1:]))}, got shape {arr.shape}"
             )
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name}: must be finite, got {value!r:.60}")
+            raise ValueError(f"{name}: must be finite, got {_show(value)}")
         if minimum is not None and np.any(arr < minimum):
-            raise ValueError(f"{name}: must be >= {minimum:g}, got {value!r:.60}")
+            raise ValueError(f"{name}: must be >= {minimum:g}, got {_show(value)}")
         if name == "covars_prior" and arr.ndim >= 2:
             if not np.allclose(arr, np.swapaxes(arr, -1, -2)) or np.any(
                 np.linalg.eigvalsh(arr) < -1e-12 * max(1.0, np.abs(arr).max())
@@ -206,3 +206,8 @@ def describe(hyper: dict) -> str:
         if np.any(np.asarray(value) != DEFAULTS[name])
     ]
     return ", ".join(parts)
+
+
+def _show(value) -> str:
+    """A value on one short line, for an error message."""
+    return " ".join(repr(value).split())[:60]

@@ -161,12 +161,6 @@ class LatentModel:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "log_prior", log_prior)
 
-    def log_prior_at(self, params: Any) -> jax.Array | None:
-        """``log_prior(params)`` as a scalar, or None for a model without one."""
-        if self.log_prior is None:
-            return None
-        return jax.numpy.asarray(self.log_prior(params))
-
     @property
     def constraints(self) -> Any:
         """The constraint pytree as given (None if none was given)."""

@@ -1,7 +1,8 @@
 """Gaussian mixture EM: jaxem vs scikit-learn (and gmmx when installed).
 
 All libraries start from the same parameters and run a fixed number of EM
-iterations (no convergence test), float64, full covariances, in one process.
+iterations (no convergence test), float64, full covariances (``--covariance-type``
+for the others), in one process.
 Per-iteration time is the best of a few timed fits (one for scikit-learn at the
 large size) divided by the number of iterations; the JAX libraries are timed
 after a first, compiling run, and their compile time is reported separately.
@@ -14,6 +15,7 @@ already resident, program already compiled).
     python benchmarks/gmm.py                 # N=100k,d=8,K=8 and N=1M,d=16,K=16
     python benchmarks/gmm.py --small         # quick: N=20k,d=4,K=4
     python benchmarks/gmm.py --sizes 100000,8,8
+    python benchmarks/gmm.py --sizes 100000,8,8 --covariance-type diag --profile
 """
 
 from __future__ import annotations
@@ -47,15 +49,28 @@ def make_data(n, d, k, seed=0):
     return centres[z] + scales[z] * rng.normal(size=(n, d))
 
 
-def initial_params(x, k, seed=0):
+def initial_params(x, k, seed=0, covariance_type="full"):
     """Means at random data rows, identity covariances, equal weights."""
     rng = np.random.default_rng(seed)
     d = x.shape[1]
+    covariances = {
+        "full": np.tile(np.eye(d), (k, 1, 1)),
+        "tied": np.eye(d),
+        "diag": np.ones((k, d)),
+        "spherical": np.ones(k),
+    }[covariance_type]
     return {
         "weights": np.full(k, 1.0 / k),
         "means": x[rng.choice(x.shape[0], k, replace=False)].copy(),
-        "covariances": np.tile(np.eye(d), (k, 1, 1)),
+        "covariances": covariances,
     }
+
+
+def covariance_type_of(p0):
+    """The covariance type of ``initial_params``'s output, from its shapes."""
+    k, d = p0["means"].shape
+    shape = np.shape(p0["covariances"])
+    return {(k, d, d): "full", (d, d): "tied", (k, d): "diag", (k,): "spherical"}[shape]
 
 
 def _timed(fn):
@@ -77,7 +92,7 @@ def per_iteration(run, iters, repeats=3):
 
 def bench_jaxem(x, p0, iters, dtype=np.float64):
     k, d = p0["means"].shape
-    model = jaxem.models.gaussian_mixture(k, d, "full")
+    model = jaxem.models.gaussian_mixture(k, d, covariance_type_of(p0))
     data = jnp.asarray(x, dtype)
     p0 = jax.tree.map(lambda a: jnp.asarray(a, dtype), p0)
 
@@ -95,7 +110,7 @@ def bench_restarts(x, p0, iters, restarts=8):
     (a single restart runs as a plain fit).
     """
     k, d = p0["means"].shape
-    model = jaxem.models.gaussian_mixture(k, d, "full")
+    model = jaxem.models.gaussian_mixture(k, d, covariance_type_of(p0))
     data = jnp.asarray(x)
     rng = np.random.default_rng(1)
     stacks = []
@@ -120,14 +135,18 @@ def bench_restarts(x, p0, iters, restarts=8):
 def bench_sklearn(x, p0, iters, repeats=1):
     from sklearn.mixture import GaussianMixture
 
+    ctype = covariance_type_of(p0)
+    cov = p0["covariances"]
+    precisions = np.linalg.inv(cov) if ctype in ("full", "tied") else 1.0 / cov
+
     def run(iters):
         gm = GaussianMixture(
             p0["means"].shape[0],
-            covariance_type="full",
+            covariance_type=ctype,
             init_params="random_from_data",  # cheap; overridden by the inits
             weights_init=p0["weights"],
             means_init=p0["means"],
-            precisions_init=np.linalg.inv(p0["covariances"]),
+            precisions_init=precisions,
             max_iter=iters,
             tol=0.0,
         )
@@ -223,18 +242,73 @@ def bench_memory(n, d, k, iters=3):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_size(n, d, k, iters, memory=True, sklearn=True):
+def profile_iteration(x, p0, repeats=5):
+    """Where one iteration's time goes: its pieces, each jitted and timed alone.
+
+    The pieces of an iteration: the (N, K) log-joint table (the E-step's
+    Mahalanobis terms, in row blocks), its normalisation (logsumexp and the
+    responsibilities), the statistics about each component's mean, and the
+    closed-form update; the median wall and CPU seconds of ``repeats`` calls
+    each. A piece timed alone also allocates its output, which the fit's loop
+    reuses, so the pieces may add up to more than an iteration.
+    """
+    from jaxem.models import _gmm, _gmm_estep, _gmm_stats
+
+    ctype = covariance_type_of(p0)
+    entries = _gmm._BLOCK_ENTRIES
+    data = jnp.asarray(x)
+    params = jax.tree.map(jnp.asarray, p0)
+    table = jax.jit(lambda p, x: _gmm_estep.log_table(p, x, ctype, entries))
+    t = table(params, data)
+
+    @jax.jit
+    def normalise(t):
+        per_obs = jax.nn.logsumexp(t, axis=1)
+        return jnp.exp(t - per_obs[:, None]), jnp.sum(per_obs)
+
+    resp, _ = normalise(t)
+    stats = jax.jit(lambda x, r, m: _gmm_stats.stats(x, r, None, ctype, m, entries))
+    s = stats(data, resp, params["means"])
+    update = jax.jit(lambda s, p: _gmm_stats.update(s, p, ctype, 1e-6))
+    pieces = {
+        "log-joint table": lambda: table(params, data),
+        "normalisation": lambda: normalise(t),
+        "statistics": lambda: stats(data, resp, params["means"]),
+        "update": lambda: update(s, params),
+    }
+    out = {}
+    for name, fn in pieces.items():
+        jax.block_until_ready(fn())
+        wall, cpu = [], []
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            jax.block_until_ready(fn())
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        out[name] = (float(np.median(wall)), float(np.median(cpu)))
+        wall_ms, cpu_ms = 1e3 * out[name][0], 1e3 * out[name][1]
+        print(f"  {name:16s} {wall_ms:9.2f} ms  (CPU {cpu_ms:.2f})", flush=True)
+    return out
+
+
+def run_size(
+    n, d, k, iters, memory=True, sklearn=True, covariance_type="full", profile=False
+):
     x = make_data(n, d, k)
-    p0 = initial_params(x, k)
-    print(f"\n## N={n:,} d={d} K={k}  (float64, full covariance)", flush=True)
-    row = {"N": n, "d": d, "K": k}
+    p0 = initial_params(x, k, covariance_type=covariance_type)
+    full = covariance_type == "full"
+    print(f"\n## N={n:,} d={d} K={k}  (float64, {covariance_type})", flush=True)
+    row = {"N": n, "d": d, "K": k, "covariance_type": covariance_type}
+    if profile:
+        print("one iteration's pieces, each jitted alone:", flush=True)
+        row["profile"] = profile_iteration(x, p0)
     row["jaxem"], row["jaxem_compile"] = bench_jaxem(x, p0, iters)
     print(
         f"jaxem   {1e3 * row['jaxem']:9.1f} ms/iteration  "
         f"(compile + first run overhead {row['jaxem_compile']:.1f} s)",
         flush=True,
     )
-    gmmx = bench_gmmx_subprocess(n, d, k, iters)
+    gmmx = bench_gmmx_subprocess(n, d, k, iters) if full else None
     if gmmx is not None:
         row.update(gmmx)
         print(
@@ -263,7 +337,7 @@ def run_size(n, d, k, iters, memory=True, sklearn=True):
         f"({row['restart_ratio']:.2f}x one restart, {iters} iterations)",
         flush=True,
     )
-    if memory:
+    if memory and full:
         mem = bench_memory(n, d, k)
         extra = mem["peak"] - mem["before"]
         row["memory_ratio"] = extra / mem["data"]
@@ -283,6 +357,17 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=10, help="EM iterations")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-sklearn", action="store_true")
+    parser.add_argument(
+        "--covariance-type",
+        default="full",
+        choices=("full", "diag", "spherical", "tied"),
+        help="memory and gmmx are measured for full covariances only",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also time an iteration's pieces (table, normalisation, statistics)",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--gmmx-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -311,6 +396,8 @@ def main(argv=None):
             args.iters,
             memory=not args.no_memory,
             sklearn=not args.no_sklearn,
+            covariance_type=args.covariance_type,
+            profile=args.profile,
         )
         for n, d, k in sizes
     ]

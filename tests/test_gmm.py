@@ -1,5 +1,6 @@
 """Gaussian mixtures: the functional model and the scikit-learn-style estimator."""
 
+import re
 import warnings
 
 import jax
@@ -81,6 +82,32 @@ def test_matches_sklearn_from_identical_start(ctype, name):
 
 
 # ---------------------------------------------------------- the functional model
+@pytest.mark.parametrize("ctype", TYPES)
+def test_float32_table_and_statistics_compute_in_float32(ctype, monkeypatch):
+    # Several row blocks; with x64 on, no float64 array may appear anywhere in
+    # the computation (Python scalars enter as f64[] and are converted).
+    monkeypatch.setattr(_gmm, "_BLOCK_ENTRIES", 1)
+    model = jaxem.models.gaussian_mixture(3, 2, ctype)
+    p64 = jax.tree.map(jnp.asarray, _params(ctype, k=3))
+    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p64)
+    x64 = jnp.asarray(np.random.default_rng(3).normal(size=(150, 2)) * 2)
+    x32 = x64.astype(jnp.float32)
+    for fn, args in (
+        (model.log_joint_table, (p32, x32)),
+        (model.m_step.stats, (x32, jnp.full((150, 3), 1 / 3, jnp.float32), None, p32)),
+    ):
+        assert not re.search(r"f64\[\d", str(jax.make_jaxpr(fn)(*args)))
+    table = model.log_joint_table(p32, x32)
+    assert table.dtype == jnp.float32
+    np.testing.assert_allclose(table, model.log_joint_table(p64, x64), rtol=1e-5)
+    resp = jax.nn.softmax(model.log_joint_table(p64, x64), axis=1)
+    s32 = model.m_step.stats(x32, resp.astype(jnp.float32), None, p32)
+    s64 = model.m_step.stats(x64, resp, None, p64)
+    for key in s64:
+        assert s32[key].dtype == jnp.float32
+        np.testing.assert_allclose(s32[key], s64[key], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("ctype", TYPES)
 def test_table_equals_vmapped_log_joint_in_blocks(ctype, monkeypatch):
     # Small blocks: 3 of 64 rows for 150 rows, the last one overlapping.

@@ -118,6 +118,19 @@ def _projector(prec, mc, covariance_type, k, d, dtype):
     return project
 
 
+def _sum_squares(y, k, d):
+    """(B, K) sums of squares of each component's d entries of ``y`` (B, K d).
+
+    A matrix-vector product of the (B K, d) squares with ones: on CPU faster
+    than a reduction over a minor axis of length d (by 20% of a diagonal
+    iteration at N=1e5, d=K=8) and than a product with the (K d, K) block
+    indicator (as many multiply-adds as the full-covariance projection
+    itself: 10% of a full iteration at N=2e5, d=K=16).
+    """
+    ones = jnp.ones((d, 1), y.dtype)
+    return ((y * y).reshape(-1, d) @ ones).reshape(-1, k)
+
+
 def log_table(params, data, covariance_type, block_entries):
     """(N, K) ``log w_k + log N(x_n | mu_k, Sigma_k)``, evaluated in row blocks.
 
@@ -150,23 +163,20 @@ def log_table(params, data, covariance_type, block_entries):
     const = logdet + jnp.log(weights) - 0.5 * d * LOG_2PI
     mc = means - centre[None, :]
     if covariance_type == "full":
-        # One (B, d) x (d, K d) product; squares summed per component by a
-        # second product with the (K d, K) block indicator (faster than a
-        # reduction over a minor axis of length d).
+        # One (B, d) x (d, K d) product.
         w = jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)
         shift = jnp.einsum("ki,kij->kj", mc, prec).reshape(1, k * d)
-        groups = jnp.repeat(jnp.eye(k, dtype=dtype), d, axis=0)
 
         def block(x):
             y = (x - centre[None, :]) @ w - shift
-            return const[None, :] - 0.5 * ((y * y) @ groups)
+            return const[None, :] - 0.5 * _sum_squares(y, k, d)
 
     else:
         project = _projector(prec, mc, covariance_type, k, d, dtype)
 
         def block(x):
             y = project(x - centre[None, :])
-            return const[None, :] - 0.5 * jnp.sum(y * y, axis=-1)
+            return const[None, :] - 0.5 * _sum_squares(y, k, d)
 
     size = block_size(data.shape[0], k * d, block_entries)
     return map_rows(block, data, size, k, dtype)

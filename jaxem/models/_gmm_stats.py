@@ -31,6 +31,7 @@ log-likelihood can then fall, by at most
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax import lax
 
 from ._gmm_estep import block_size, sum_rows
 
@@ -66,14 +67,14 @@ def stats(data, resp, weights, covariance_type, means, block_entries):
     if weights is not None:
         resp = resp * weights.astype(dtype)[:, None]
     means = means.astype(dtype)
+    if covariance_type == "full":
+        return _full_stats(data, resp, means, block_entries)
 
     def block(x, r, fresh):
         r = jnp.where(fresh[:, None], r, 0.0)
         diff = x[:, None, :] - means[None]  # (B, K, d)
         weighted = r[:, :, None] * diff
-        if covariance_type == "full":
-            s2 = jnp.einsum("nki,nkj->kij", weighted, diff)
-        elif covariance_type == "tied":
+        if covariance_type == "tied":
             s2 = jnp.einsum("nki,nkj->ij", weighted, diff)
         else:
             s2 = jnp.sum(weighted * diff, axis=0)
@@ -88,6 +89,36 @@ def stats(data, resp, weights, covariance_type, means, block_entries):
     # Smaller blocks than the E-step's: each row makes K (d + 1)-wide
     # intermediates here, which should stay in cache.
     size = block_size(n, 16 * k * d, block_entries)
+    return sum_rows(block, (data, resp), size, zero)
+
+
+def _full_stats(data, resp, means, block_entries):
+    """:func:`stats` for full covariances: K products (d, B) x (B, d) per block.
+
+    Each block builds ``r_nk (x_n - m_k)`` as (K, d, B) and ``x_n - m_k`` as
+    (K, B, d), so the batched product needs no transposed copies of either
+    (the (B, K, d) layout and an ``einsum`` over it spent more time copying
+    than multiplying: 7% of an iteration at N=1e5, d=K=8). Blocks of about
+    ``block_entries / 16`` (component, feature, row) entries keep both in
+    cache.
+    """
+    n, d = data.shape
+    k = resp.shape[1]
+    dtype = resp.dtype
+
+    def block(x, r, fresh):
+        rt = jnp.where(fresh[None, :], r.T, 0.0)  # (K, B)
+        weighted = rt[:, None, :] * (x.T[None, :, :] - means[:, :, None])
+        diff = x[None, :, :] - means[:, None, :]
+        s2 = lax.dot_general(weighted, diff, (((2,), (1,)), ((0,), (0,))))
+        return {"n": jnp.sum(rt, axis=1), "s1": jnp.sum(weighted, axis=2), "s2": s2}
+
+    zero = {
+        "n": jnp.zeros((k,), dtype),
+        "s1": jnp.zeros((k, d), dtype),
+        "s2": jnp.zeros((k, d, d), dtype),
+    }
+    size = block_size(n, k * d, block_entries // 16)
     return sum_rows(block, (data, resp), size, zero)
 
 

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_non_negative, validate_data
 
 from .. import constraints
 from .. import models as _models
-from ._hmm_base import PRIOR, BaseHMM, chain_fit_scalars
+from ._hmm_base import PRIOR, BaseHMM, _parallel_option, chain_fit_scalars
 from ._hmm_sequences import check_prior
 
 MAX_CELLS = 2**27
@@ -135,7 +135,7 @@ class CategoricalHMM(BaseHMM):
             m,
             startprob_prior=self.startprob_prior,
             transmat_prior=self.transmat_prior,
-            parallel=self.implementation == "parallel",
+            parallel=_parallel_option(self.implementation),
             n_draws=None if c == 1 else c,
             emissionprob_prior=check_prior(
                 "emissionprob_prior",

@@ -12,7 +12,7 @@ from .. import constraints
 from .. import models as _models
 from .._validation import check_finite
 from . import _base
-from ._hmm_base import PRIOR, BaseHMM, chain_fit_scalars
+from ._hmm_base import PRIOR, BaseHMM, _parallel_option, chain_fit_scalars
 from ._hmm_sequences import check_prior
 
 _log = logging.getLogger(__name__)
@@ -47,8 +47,11 @@ class GaussianHMM(BaseHMM):
         params, init_params: letters of the parameters to update / initialise:
             ``s`` startprob, ``t`` transmat, ``m`` means, ``c`` covars.
         implementation: ``"log"`` or ``"scaling"`` (hmmlearn's names; both
-            run jaxem's sequential forward-backward) or ``"parallel"`` (the
-            ``lax.associative_scan`` form, for long sequences on a GPU).
+            run jaxem's scaled forward-backward, and leave the form to the
+            backend: the sequential ``lax.scan`` on a CPU, the
+            ``lax.associative_scan`` on a GPU or TPU), ``"sequential"`` or
+            ``"parallel"`` (that form whatever the backend; the parallel one
+            is much faster for long sequences on a GPU, slower on a CPU).
         n_init: number of restarts (best log-likelihood wins), vmapped.
 
     Attributes:
@@ -212,7 +215,7 @@ class GaussianHMM(BaseHMM):
             self.covariance_type,
             startprob_prior=self.startprob_prior,
             transmat_prior=self.transmat_prior,
-            parallel=self.implementation == "parallel",
+            parallel=_parallel_option(self.implementation),
             singular_floor=float(self.min_covar),
             **self._priors(d),
         )

@@ -49,6 +49,18 @@ PRIOR = ["array-like", Interval(Real, None, None, closed="neither")]
 """Constraint for a prior: a number or an array (values checked in ``fit``)."""
 
 
+# ``implementation`` -> the model's ``parallel``: hmmlearn's "log" and
+# "scaling" (the default "log" included) leave the choice to the backend (the
+# sequential scan on a CPU, the parallel one on a GPU or TPU); "sequential"
+# and "parallel" force one.
+IMPLEMENTATIONS = {"log": None, "scaling": None, "sequential": False, "parallel": True}
+
+
+def _parallel_option(implementation: str) -> bool | None:
+    """The ``parallel`` argument of the model factories for ``implementation``."""
+    return IMPLEMENTATIONS[implementation]
+
+
 @functools.partial(jax.jit, static_argnames=("model", "options"))
 def _draw_initial(model, keys, data, lengths, options):
     """``model.init`` for each key (restarts), as one compiled program."""
@@ -77,7 +89,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         "verbose": ["verbose"],
         "params": [str],
         "init_params": [str],
-        "implementation": [StrOptions({"log", "scaling", "parallel"})],
+        "implementation": [StrOptions(set(IMPLEMENTATIONS))],
         "n_init": [_base.RESTARTS],
     }
 

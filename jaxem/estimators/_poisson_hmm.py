@@ -7,7 +7,7 @@ from sklearn.utils.validation import check_non_negative
 
 from .. import models as _models
 from . import _base
-from ._hmm_base import PRIOR, BaseHMM, chain_fit_scalars
+from ._hmm_base import PRIOR, BaseHMM, _parallel_option, chain_fit_scalars
 from ._hmm_sequences import check_prior
 
 
@@ -115,7 +115,7 @@ class PoissonHMM(BaseHMM):
             d,
             startprob_prior=self.startprob_prior,
             transmat_prior=self.transmat_prior,
-            parallel=self.implementation == "parallel",
+            parallel=_parallel_option(self.implementation),
             lambdas_prior=check_prior(
                 "lambdas_prior", self.lambdas_prior, (k, d), minimum=0
             ),

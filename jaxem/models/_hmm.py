@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import constraints
-from .._latent._markov_chain import ChainFactors
+from .._latent._markov_chain import ChainFactors, _parallel_by_default
 from .._model import ClosedForm
 from . import _priors
 
@@ -215,6 +215,14 @@ def _hashable(x):
 def _call_name(factory, args, options, defaults):
     extra = [f"{k}={v!r}" for k, v in options.items() if v != defaults[k]]
     return f"{factory}({', '.join([*map(repr, args), *extra])})"
+
+
+def _resolve_parallel(parallel) -> bool:
+    """``parallel`` of an HMM factory: None chooses by JAX's default backend
+    (the parallel scan on a GPU or TPU, the sequential one on a CPU), as
+    ``MarkovChain(parallel=None)``; resolved before the model cache, so the
+    cached model records the choice."""
+    return _parallel_by_default() if parallel is None else bool(parallel)
 
 
 def _check_size(name, value):

@@ -17,6 +17,7 @@ from ._hmm import (
     _chain_init,
     _check_size,
     _prior,
+    _resolve_parallel,
     _sample_chain,
     _valid,
     _weighted,
@@ -26,6 +27,10 @@ from ._hmm import (
     hmm_factors,
     is_default,
 )
+
+# Up to this many symbols the emission counts are a product with the one-hot
+# symbols (B*T*M numbers); beyond it, a scatter-add.
+_ONE_HOT_SYMBOLS = 64
 
 _CATEGORICAL_DEFAULTS = {
     "startprob_prior": 1.0,
@@ -43,7 +48,7 @@ def categorical_hmm(
     startprob_prior=1.0,
     transmat_prior=1.0,
     emissionprob_prior=1.0,
-    parallel: bool = False,
+    parallel: bool | None = None,
     n_draws: int | None = None,
 ) -> LatentModel:
     """An HMM with categorical emissions over symbols {0, ..., M-1}.
@@ -53,6 +58,10 @@ def categorical_hmm(
     ``CategoricalHMM`` (Dirichlet priors default to 1, i.e. none). With
     ``n_draws=c``, each step emits c symbols independently from the state's
     ``emissionprob`` row (data (B, T, c)); None is one symbol per step.
+    ``parallel`` selects the forward-backward: True the
+    ``lax.associative_scan`` form, False the sequential ``lax.scan``, None
+    (the default) by JAX's default backend (parallel on a GPU or TPU,
+    sequential on a CPU).
 
     Examples:
         >>> import jax, jaxem
@@ -69,7 +78,7 @@ def categorical_hmm(
         "startprob_prior": _prior("startprob_prior", startprob_prior, (k,)),
         "transmat_prior": _prior("transmat_prior", transmat_prior, (k, k)),
         "emissionprob_prior": _prior("emissionprob_prior", emissionprob_prior, (k, m)),
-        "parallel": bool(parallel),
+        "parallel": _resolve_parallel(parallel),
         "n_draws": None if n_draws is None else int(n_draws),
     }
     return _categorical_hmm(int(n_states), int(n_symbols), *options.values())
@@ -100,11 +109,21 @@ def _categorical_hmm(
         columns = [symbols] if n_draws is None else jnp.moveaxis(symbols, -1, 0)
         counts = 0
         for column in columns:  # n_draws is static and small
-            x = jnp.where(_valid(posterior), column, 0)
-            counts = counts + jax.ops.segment_sum(
-                gamma.reshape(-1, k), x.reshape(-1), num_segments=m
-            )
-        return {"obs": counts.T, "chain": chain_stats(posterior, weights)}
+            if m <= _ONE_HOT_SYMBOLS:
+                # A (K, B*T) @ (B*T, M) product with the one-hot symbols; a
+                # scatter-add (segment_sum) is a serial loop over the steps.
+                # Padded steps have gamma = 0, whatever symbol they hold.
+                onehot = jax.nn.one_hot(column, m, dtype=gamma.dtype)
+                counts = counts + jnp.einsum("btk,btm->km", gamma, onehot)
+            else:
+                x = jnp.where(_valid(posterior), column, 0)
+                counts = (
+                    counts
+                    + jax.ops.segment_sum(
+                        gamma.reshape(-1, k), x.reshape(-1), num_segments=m
+                    ).T
+                )
+        return {"obs": counts, "chain": chain_stats(posterior, weights)}
 
     def update(s, params):
         new = chain_update(s["chain"], params, startprob_prior, transmat_prior)

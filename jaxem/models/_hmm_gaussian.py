@@ -22,6 +22,7 @@ from ._hmm import (
     _flat_valid,
     _masked,
     _prior,
+    _resolve_parallel,
     _sample_chain,
     _valid,
     _weighted,
@@ -33,6 +34,10 @@ from ._hmm import (
 )
 
 # ------------------------------------------------------------ Gaussian HMM
+# Up to this many features, per-feature sums in the emission table and the
+# statistics are written out feature by feature (see _gaussian_log_table).
+_UNROLL_FEATURES = 16
+
 _GAUSSIAN_DEFAULTS = {
     "covariance_type": "diag",
     "startprob_prior": 1.0,
@@ -57,7 +62,7 @@ def gaussian_hmm(
     means_weight=0.0,
     covars_prior=0.0,
     covars_weight=1.0,
-    parallel: bool = False,
+    parallel: bool | None = None,
     singular_floor: float = 0.0,
 ) -> LatentModel:
     """An HMM with Gaussian emissions.
@@ -75,6 +80,10 @@ def gaussian_hmm(
     the diagonal of a state's new covariance when it is singular in working
     precision (a constant feature, too few points), instead of letting the
     next E-step turn NaN; 0 (the default) leaves the M-step exact.
+    ``parallel`` selects the forward-backward: True the
+    ``lax.associative_scan`` form, False the sequential ``lax.scan``, None
+    (the default) by JAX's default backend (parallel on a GPU or TPU,
+    sequential on a CPU).
     ``model.init(key, data, lengths=None, min_covar=1e-3)`` draws
     hmmlearn-style starting values (k-means means, data covariance);
     ``model.sample(key, params, n)`` draws one sequence of n steps. The same
@@ -104,7 +113,7 @@ def gaussian_hmm(
         "means_weight": _prior("means_weight", means_weight, (k, d), 0.0),
         "covars_prior": _prior("covars_prior", covars_prior, cov_shape),
         "covars_weight": _prior("covars_weight", covars_weight, weight_shape, 0.0),
-        "parallel": bool(parallel),
+        "parallel": _resolve_parallel(parallel),
         "singular_floor": _prior("singular_floor", singular_floor, (), 0.0),
     }
     return _gaussian_hmm(int(n_states), int(n_features), *options.values())
@@ -130,14 +139,22 @@ def _gaussian_log_table(means, covars, covariance_type, x):
     """(..., K) log N(x | means_k, covars_k) for x of shape (..., d)."""
     k, d = means.shape
     lead = tuple(range(x.ndim - 1))
-    diff = x[..., None, :] - jnp.expand_dims(means, lead)  # (..., K, d)
     const = d * math.log(2 * math.pi)
     if covariance_type in ("diag", "spherical"):
         var = covars if covariance_type == "diag" else covars[:, None]
         var = jnp.broadcast_to(var, (k, d))
-        quad = jnp.sum(diff**2 / jnp.expand_dims(var, lead), axis=-1)
         logdet = jnp.sum(jnp.log(var), axis=-1)
+        if d <= _UNROLL_FEATURES:
+            # A sum of d elementwise terms fuses into one pass over the
+            # (..., K) table; a reduction over a minor axis of d = 1..16
+            # would materialise the (..., K, d) differences first.
+            m, v = jnp.expand_dims(means, lead), jnp.expand_dims(var, lead)
+            quad = sum((x[..., j, None] - m[..., j]) ** 2 / v[..., j] for j in range(d))
+        else:
+            diff = x[..., None, :] - jnp.expand_dims(means, lead)  # (..., K, d)
+            quad = jnp.sum(diff**2 / jnp.expand_dims(var, lead), axis=-1)
     else:
+        diff = x[..., None, :] - jnp.expand_dims(means, lead)  # (..., K, d)
         cov = covars if covariance_type == "full" else covars[None]
         chol = jnp.linalg.cholesky(cov)
         eye = jnp.broadcast_to(jnp.eye(d, dtype=chol.dtype), chol.shape)
@@ -214,14 +231,27 @@ def _gaussian_hmm(
         # Moments about each state's current mean ``ref`` (a parameter, so
         # they still add across sequences and chunks): raw moments cancel
         # for data far from the origin (an offset of 1e8 in float64).
-        x = _masked(data, _valid(posterior))
         gamma = _weighted(posterior.marginals, weights)
+        s = {"post": jnp.sum(gamma, axis=(0, 1))}
+        if covariance_type in ("diag", "spherical") and d <= _UNROLL_FEATURES:
+            # Fused multiply-and-reduce passes over (B, T, K) per feature; an
+            # einsum is a batched dot over states that first materialises the
+            # (B, T, K, d) differences. Padded steps have gamma = 0 (their x
+            # may hold anything, NaN included): the where keeps them out.
+            x = jnp.asarray(data)
+            ref = ref.astype(x.dtype).reshape((1,) * (x.ndim - 1) + ref.shape)
+            obs, obs2 = [], []
+            for j in range(d):
+                xc = jnp.where(gamma > 0, x[..., j, None] - ref[..., j], 0.0)
+                gx = gamma * xc
+                obs.append(jnp.sum(gx, axis=(0, 1)))
+                obs2.append(jnp.sum(gx * xc, axis=(0, 1)))
+            s["obs"], s["obs2"] = jnp.stack(obs, -1), jnp.stack(obs2, -1)
+            return s
+        x = _masked(data, _valid(posterior))
         lead = (1,) * (x.ndim - 1)
         xc = x[..., None, :] - ref.astype(x.dtype).reshape(lead + ref.shape)
-        s = {
-            "post": jnp.sum(gamma, axis=(0, 1)),
-            "obs": jnp.einsum("btk,btkd->kd", gamma, xc),
-        }
+        s["obs"] = jnp.einsum("btk,btkd->kd", gamma, xc)
         if covariance_type in ("diag", "spherical"):
             s["obs2"] = jnp.einsum("btk,btkd->kd", gamma, xc * xc)
         else:

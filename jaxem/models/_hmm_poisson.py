@@ -18,6 +18,7 @@ from ._hmm import (
     _flat_valid,
     _masked,
     _prior,
+    _resolve_parallel,
     _sample_chain,
     _valid,
     _weighted,
@@ -46,13 +47,17 @@ def poisson_hmm(
     transmat_prior=1.0,
     lambdas_prior=0.0,
     lambdas_weight=0.0,
-    parallel: bool = False,
+    parallel: bool | None = None,
 ) -> LatentModel:
     """An HMM with independent Poisson emissions per feature.
 
     Parameters: ``startprob`` (K,), ``transmat`` (K, K), ``lambdas`` (K, d)
     rates. Data: (B, T, d) counts. Closed-form M-step as hmmlearn's
     ``PoissonHMM`` (its gamma prior defaults to 0, i.e. none).
+    ``parallel`` selects the forward-backward: True the
+    ``lax.associative_scan`` form, False the sequential ``lax.scan``, None
+    (the default) by JAX's default backend (parallel on a GPU or TPU,
+    sequential on a CPU).
 
     Examples:
         >>> import jax, jaxem
@@ -69,7 +74,7 @@ def poisson_hmm(
         "transmat_prior": _prior("transmat_prior", transmat_prior, (k, k)),
         "lambdas_prior": _prior("lambdas_prior", lambdas_prior, (k, d), 0.0),
         "lambdas_weight": _prior("lambdas_weight", lambdas_weight, (k, d), 0.0),
-        "parallel": bool(parallel),
+        "parallel": _resolve_parallel(parallel),
     }
     return _poisson_hmm(int(n_states), int(n_features), *options.values())
 

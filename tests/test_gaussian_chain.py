@@ -247,3 +247,45 @@ def test_nonlinear_emission_is_the_laplace_smoother():
     cov = np.linalg.inv(-np.asarray(hess))
     np.testing.assert_allclose(post.cov[0, :, 0, 0], np.diag(cov), rtol=1e-7)
     np.testing.assert_allclose(post.cross_cov[0, :, 0, 0], np.diag(cov, k=1), rtol=1e-7)
+
+
+def test_padded_fit_equals_unpadded_and_new_sizes_reuse_the_program():
+    """Concrete sequences are padded to a size bucket (length-0 sequences,
+    steps past every length): the fit is the unpadded one to 1e-12, and a new
+    number of sequences or steps in the same bucket compiles nothing."""
+    traces = []
+    lgssm = jaxem.models.linear_gaussian_ssm(N_STATE, N_OBS)
+    base = lgssm.log_joint
+
+    def emission(p, x, z):
+        traces.append(1)
+        return base.emission(p, x, z)
+
+    model = jaxem.LatentModel(  # the closed-form LGSSM, its traces counted
+        base._replace(emission=emission),
+        lgssm.latent,
+        constraints=lgssm.constraints,
+        m_step=lgssm.m_step,
+        event_shape=lgssm.event_shape,
+    )
+    x = _data(4)
+    params = lgssm.init(None, x, LENGTHS)
+    padded = jaxem.fit(model, params, x, lengths=LENGTHS, max_iter=6, tol=0.0)
+    plain = jax.jit(
+        lambda x, n: jaxem.fit(model, params, x, lengths=n, max_iter=6, tol=0.0)
+    )(jnp.asarray(x), jnp.asarray(LENGTHS))
+    for a, b in zip(
+        jax.tree.leaves(padded.params), jax.tree.leaves(plain.params), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(padded.history, plain.history[:6], rtol=1e-12)
+    history = np.asarray(padded.history)
+    assert np.diff(history).min() > -1e-9 * np.abs(history).max()
+    post = jaxem.posterior(model, params, x, lengths=LENGTHS)
+    assert post.mean.shape == (3, T, N_STATE) and post.cross_cov.shape[1] == T - 1
+    direct = model.latent.e_step(model, params, x, lengths=LENGTHS).posterior
+    np.testing.assert_allclose(post.cov, direct.cov, rtol=1e-12, atol=1e-14)
+    count = len(traces)
+    more = np.concatenate([x, x[:1]])[:, :-1]  # 4 sequences of 11 steps
+    jaxem.fit(model, params, more, lengths=np.array([11, 7, 1, 9]), max_iter=6)
+    assert len(traces) == count

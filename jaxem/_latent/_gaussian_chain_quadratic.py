@@ -130,7 +130,7 @@ def _time_major(a):
     return jnp.swapaxes(a, 0, 1)
 
 
-def _forward(blk, grads, ge, k, valid):
+def _forward(grads, ge, k):
     """Filtered information vectors eta (T, B, n) from the gradients at 0.
 
     ``ge`` (T, B, n) are the emission gradients; the initial factor's
@@ -179,14 +179,12 @@ def _backward(blk, grads, eta, common, valid, last):
 
 def _sequence_values(factors, params, data, mean, valid):
     """f_b(mean_b): the sequences' log-densities at the means, (B,)."""
-    n = mean.shape[-1]
     pair_ok = valid[:, 1:] & valid[:, :-1]
     init = jax.vmap(lambda z: factors.initial(params, z))(mean[:, 0])
     trans = jax.vmap(jax.vmap(lambda a, b: factors.transition(params, a, b)))(
         mean[:, :-1], mean[:, 1:]
     )
     emit = jax.vmap(jax.vmap(lambda x, z: factors.emission(params, x, z)))(data, mean)
-    del n
     total = jnp.where(valid[:, 0], init, 0.0)
     total += jnp.sum(jnp.where(pair_ok, trans, 0.0), axis=1)
     return total + jnp.sum(jnp.where(valid, emit, 0.0), axis=1)
@@ -217,7 +215,7 @@ def smooth(factors, params, data, valid, n, dtype, *, filtered=False):
     data_tm = jax.tree.map(_time_major, data)
     ge = jax.vmap(jax.vmap(grad_emit, (0, None)), (0, None))(data_tm, zero)
     valid_tm = _time_major(valid)
-    eta = _forward(blk, grads, ge, common[2], valid_tm)
+    eta = _forward(grads, ge, common[2])
     nxt = jnp.concatenate([valid_tm[1:], jnp.zeros_like(valid_tm[:1])])
     last = valid_tm & ~nxt
     if filtered:

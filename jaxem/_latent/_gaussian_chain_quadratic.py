@@ -152,7 +152,7 @@ def _forward(grads, ge, k):
 def _backward(blk, grads, eta, common, valid, last):
     """Smoothed means (T, B, n), covariances and cross-covariances (RTS)."""
     lam_inv, s_inv = common[0], common[1]
-    n = eta.shape[-1]
+    b, n = eta.shape[1:]
     g_prev = grads["trans"][None, :n]
     gain = -s_inv @ blk["O"]  # (T, n, n): G_t = -S_t^-1 O
 
@@ -163,18 +163,21 @@ def _backward(blk, grads, eta, common, valid, last):
         mid = y @ si.T + d_next @ g.T
         d = jnp.where(end[:, None], eta_t @ li.T, mid)
         d = jnp.where(ok[:, None], d, 0.0)
-        cross = jnp.einsum("ij,bjk->bik", g, sig_next)
-        sig_mid = si[None] + jnp.einsum("bij,kj->bik", cross, g)
+        # cross[b] = G sig[b] = (sig[b] G^T)^T (sig symmetric), and
+        # sig_mid[b] = S^-1 + cross[b] G^T: two (B n, n) @ (n, n) products
+        # (a batched (B, n, n) einsum runs one tiny product at a time on a CPU).
+        cross = jnp.swapaxes((sig_next.reshape(-1, n) @ g.T).reshape(b, n, n), 1, 2)
+        sig_mid = si[None] + (cross.reshape(-1, n) @ g.T).reshape(b, n, n)
+        sig_mid = 0.5 * (sig_mid + jnp.swapaxes(sig_mid, 1, 2))
         sig = jnp.where(end[:, None, None], li[None], sig_mid)
         sig = jnp.where(ok[:, None, None], sig, 0.0)
         return (d, sig), (d, sig, cross)
 
-    b = eta.shape[1]
     init = (jnp.zeros((b, n), eta.dtype), jnp.zeros((b, n, n), eta.dtype))
     _, (mean, cov, cross) = jax.lax.scan(
         step, init, (eta, lam_inv, s_inv, gain, valid, last), reverse=True
     )
-    return mean, 0.5 * (cov + jnp.swapaxes(cov, -1, -2)), cross[:-1]
+    return mean, cov, cross[:-1]
 
 
 def _sequence_values(factors, params, data, mean, valid):

@@ -50,7 +50,7 @@ def _mvn(x, mean, cov):
     chol = jnp.linalg.cholesky(cov)
     eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
     whiten = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
-    w = whiten @ (x - mean)
+    w = (x - mean) @ whiten.T  # under vmap: (N, o) @ (o, o), no transposes
     half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol)))
     return -0.5 * jnp.sum(w * w) - half_log_det - 0.5 * w.shape[-1] * _LOG_2PI
 
@@ -60,10 +60,10 @@ def lgssm_factors() -> ChainFactors:
     return ChainFactors(
         initial=lambda p, z: _mvn(z, p["initial_mean"], p["initial_cov"]),
         transition=lambda p, zp, z: _mvn(
-            z, p["transition_matrix"] @ zp + p["transition_bias"], p["transition_cov"]
+            z, zp @ p["transition_matrix"].T + p["transition_bias"], p["transition_cov"]
         ),
         emission=lambda p, x, z: _mvn(
-            x, p["emission_matrix"] @ z + p["emission_bias"], p["emission_cov"]
+            x, z @ p["emission_matrix"].T + p["emission_bias"], p["emission_cov"]
         ),
     )
 

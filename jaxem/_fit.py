@@ -21,6 +21,8 @@ from . import (
     _validation,
 )
 from ._latent import Categorical, EStep, MarkovChain, _markov_chain
+from ._latent._gaussian import Gaussian
+from ._latent._gaussian_chain import GaussianChain, GaussianChainPosterior
 from ._model import LatentModel
 
 MAX_ITER = 10_000_000
@@ -163,9 +165,9 @@ def _is_paddable(data) -> bool:
 def _pad(model, params, data, weights, lengths) -> _Padded:
     """Pad concrete data to a size bucket, so the compiled program is reused.
 
-    Only ``Categorical`` and ``MarkovChain`` data are padded (exactly: see
-    ``jaxem._buckets``); traced or sharded data, and other latent structures,
-    pass through unchanged.
+    Only ``Categorical``/``Gaussian`` rows and ``MarkovChain``/``GaussianChain``
+    sequences are padded (exactly: see ``jaxem._buckets``); traced or sharded
+    data, and other latent structures, pass through unchanged.
     """
     latent = model.latent
     unpadded = _Padded(data, weights, lengths, None, None, None)
@@ -174,13 +176,13 @@ def _pad(model, params, data, weights, lengths) -> _Padded:
     shapes = {jnp.shape(x)[: latent.num_batch_axes] for x in jax.tree.leaves(data)}
     if len(shapes) != 1 or len(next(iter(shapes))) != latent.num_batch_axes:
         return unpadded
-    if isinstance(latent, Categorical):
+    if isinstance(latent, (Categorical, Gaussian)):
         n = next(iter(shapes))[0]
         data, weights, mask = _buckets.pad_observations(
             data, weights, _float_dtype(params, data)
         )
         return _Padded(data, weights, None, mask, n, None)
-    if isinstance(latent, MarkovChain):
+    if isinstance(latent, (MarkovChain, GaussianChain)):
         b, t = next(iter(shapes))
         data, lengths, weights = _buckets.pad_sequences(data, lengths, weights)
         return _Padded(data, weights, lengths, None, b, t)
@@ -194,6 +196,11 @@ def _unpad_posterior(padded: _Padded, posterior):
     if padded.num_steps is None:
         return _buckets.unpad_rows(posterior, padded.num_rows)
     b, t = padded.num_rows, padded.num_steps
+    if isinstance(posterior, GaussianChainPosterior):
+        return GaussianChainPosterior(
+            *(_buckets.take(a, (slice(b), slice(t))) for a in posterior[:2]),
+            _buckets.take(posterior.cross_cov, (slice(b), slice(max(t - 1, 0)))),
+        )
     return posterior._replace(
         marginals=_buckets.take(posterior.marginals, (slice(b), slice(t))),
         transitions=_buckets.take(posterior.transitions, (slice(b),)),
@@ -560,7 +567,7 @@ def e_step(model, params, data, *, weights=None, lengths=None) -> EStep:
     the per-item log-likelihoods of the real rows (sequences) are returned.
     """
     _compile_cache.enable()
-    if isinstance(model.latent, MarkovChain):
+    if isinstance(model.latent, (MarkovChain, GaussianChain)):
         data = _markov_chain._as_batch(model, data)
     padded = _pad(model, params, data, weights, lengths)
     estep = _e_step_jit(

@@ -168,3 +168,24 @@ def test_estimator_validation():
         fa.fit(X)
     with pytest.raises(ValueError, match="features"):
         fa.transform(X[:, :3])
+
+
+def test_padded_fit_equals_unpadded():
+    """Concrete rows are padded to a size bucket (weight-0 copies, posterior
+    0): the fit is the unpadded one to 1e-12, weighted or not."""
+    x = X[:150]
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(x))
+    params0 = FA.init(None, x)
+    for weights in (None, w):
+        padded = jaxem.fit(FA, params0, x, weights=weights, max_iter=10, tol=0.0)
+        plain = jax.jit(
+            lambda x, w: jaxem.fit(FA, params0, x, weights=w, max_iter=10, tol=0.0)
+        )(jnp.asarray(x), None if weights is None else jnp.asarray(weights))
+        for a, b in zip(
+            jax.tree.leaves(padded.params), jax.tree.leaves(plain.params), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(padded.history, plain.history[:10], rtol=1e-12)
+        _assert_monotone(padded)
+    post = jaxem.posterior(FA, params0, x)
+    assert post.mean.shape == (150, K) and post.cov.shape == (150, K, K)

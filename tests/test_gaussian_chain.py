@@ -25,6 +25,14 @@ MODEL = jaxem.LatentModel(_factors(), jaxem.GaussianChain(N_STATE))
 E_STEP = jax.jit(
     lambda p, x, lengths: MODEL.latent.e_step(MODEL, p, x, lengths=lengths)
 )
+# Declared quadratic: the shared-curvature smoother (one factorisation for all).
+QUADRATIC = jaxem.LatentModel(_factors(), jaxem.GaussianChain(N_STATE, quadratic=True))
+E_STEPS = {
+    "newton": E_STEP,
+    "quadratic": jax.jit(
+        lambda p, x, lengths: QUADRATIC.latent.e_step(QUADRATIC, p, x, lengths=lengths)
+    ),
+}
 
 
 def _spd(rng, n, scale):
@@ -54,11 +62,12 @@ def _data(seed):
     return x
 
 
-def kalman_rts(p, x):
+def kalman_rts(p, x, filtered=False):
     """Independent numpy Kalman filter + RTS smoother for one sequence (n, obs).
 
     Returns smoothed means (n, s), covs (n, s, s), Cov(z_t, z_{t+1}) (n-1, s, s)
-    and the log-likelihood from the innovations.
+    and the log-likelihood from the innovations; with ``filtered=True`` the
+    filtered means and covariances instead.
     """
     n = len(x)
     s = N_STATE
@@ -78,6 +87,8 @@ def kalman_rts(p, x):
         ll += -0.5 * (
             N_OBS * np.log(2 * np.pi) + logdet + innov @ np.linalg.solve(cov, innov)
         )
+    if filtered:
+        return mf, pf
     ms, ps = mf.copy(), pf.copy()
     cross = np.zeros((max(n - 1, 0), s, s))
     for t in range(n - 2, -1, -1):
@@ -89,11 +100,12 @@ def kalman_rts(p, x):
     return ms, ps, cross, ll
 
 
+@pytest.mark.parametrize("path", sorted(E_STEPS))
 @pytest.mark.parametrize("seed", [0, 1])
-def test_smoother_equals_kalman_rts_on_padded_ragged_batches(seed):
+def test_smoother_equals_kalman_rts_on_padded_ragged_batches(seed, path):
     params = _random_params(seed)
     x = _data(seed + 5)
-    estep = E_STEP(params, jnp.asarray(x), jnp.asarray(LENGTHS))
+    estep = E_STEPS[path](params, jnp.asarray(x), jnp.asarray(LENGTHS))
     post = estep.posterior
     for b, n in enumerate(LENGTHS):
         ms, ps, cross, ll = kalman_rts(params, x[b, :n])
@@ -108,6 +120,54 @@ def test_smoother_equals_kalman_rts_on_padded_ragged_batches(seed):
     np.testing.assert_array_equal(post.valid, np.arange(T)[None, :] < LENGTHS[:, None])
     total = jaxem.log_likelihood(MODEL, params, x, lengths=LENGTHS)
     np.testing.assert_allclose(total, estep.per_item.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_filter_equals_numpy_kalman_filter(seed):
+    params = _random_params(seed)
+    x = _data(seed + 5)
+    filt = jax.jit(QUADRATIC.latent.filter, static_argnums=0)
+    mean, cov = filt(QUADRATIC, params, jnp.asarray(x), jnp.asarray(LENGTHS))
+    for b, n in enumerate(LENGTHS):
+        mf, pf = kalman_rts(params, x[b, :n], filtered=True)
+        np.testing.assert_allclose(mean[b, :n], mf, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(cov[b, :n], pf, rtol=0, atol=1e-8)
+        assert np.all(np.asarray(mean[b, n:]) == 0)
+        assert np.all(np.asarray(cov[b, n:]) == 0)
+    # The last filtered step of each sequence is its last smoothed step.
+    post = E_STEPS["quadratic"](params, jnp.asarray(x), jnp.asarray(LENGTHS))
+    last = LENGTHS - 1
+    rows = np.arange(len(LENGTHS))
+    np.testing.assert_allclose(
+        mean[rows, last], post.posterior.mean[rows, last], atol=1e-12
+    )
+
+
+def test_quadratic_with_data_dependent_curvature_takes_the_per_step_path():
+    """An emission variance read from a covariate: quadratic in z, but its
+    curvature varies by step, so each step is factorised (still exact) and
+    ``filter`` refuses."""
+
+    def emission(p, x, z):
+        return st.norm.logpdf(x[0], p["h"] @ z, jnp.exp(x[1]))
+
+    factors = _factors()._replace(emission=emission)
+    params = _random_params(0) | {"h": jnp.array([1.0, -0.5])}
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 6, 2)))
+    lengths = jnp.array([6, 4])
+    got = {}
+    for quadratic in (False, True):
+        model = jaxem.LatentModel(
+            factors, jaxem.GaussianChain(N_STATE, quadratic=quadratic)
+        )
+        got[quadratic] = jaxem.posterior(model, params, x, lengths=lengths)
+    for a, b in zip(got[False], got[True], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+    with pytest.raises(ValueError, match="filter needs"):
+        model.latent.filter(model, params, x, lengths)
+    with pytest.raises(ValueError, match="quadratic"):
+        jaxem.GaussianChain(2, quadratic=1)
 
 
 def test_expected_log_joint_is_exact_for_linear_gaussian():
@@ -187,3 +247,45 @@ def test_nonlinear_emission_is_the_laplace_smoother():
     cov = np.linalg.inv(-np.asarray(hess))
     np.testing.assert_allclose(post.cov[0, :, 0, 0], np.diag(cov), rtol=1e-7)
     np.testing.assert_allclose(post.cross_cov[0, :, 0, 0], np.diag(cov, k=1), rtol=1e-7)
+
+
+def test_padded_fit_equals_unpadded_and_new_sizes_reuse_the_program():
+    """Concrete sequences are padded to a size bucket (length-0 sequences,
+    steps past every length): the fit is the unpadded one to 1e-12, and a new
+    number of sequences or steps in the same bucket compiles nothing."""
+    traces = []
+    lgssm = jaxem.models.linear_gaussian_ssm(N_STATE, N_OBS)
+    base = lgssm.log_joint
+
+    def emission(p, x, z):
+        traces.append(1)
+        return base.emission(p, x, z)
+
+    model = jaxem.LatentModel(  # the closed-form LGSSM, its traces counted
+        base._replace(emission=emission),
+        lgssm.latent,
+        constraints=lgssm.constraints,
+        m_step=lgssm.m_step,
+        event_shape=lgssm.event_shape,
+    )
+    x = _data(4)
+    params = lgssm.init(None, x, LENGTHS)
+    padded = jaxem.fit(model, params, x, lengths=LENGTHS, max_iter=6, tol=0.0)
+    plain = jax.jit(
+        lambda x, n: jaxem.fit(model, params, x, lengths=n, max_iter=6, tol=0.0)
+    )(jnp.asarray(x), jnp.asarray(LENGTHS))
+    for a, b in zip(
+        jax.tree.leaves(padded.params), jax.tree.leaves(plain.params), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(padded.history, plain.history[:6], rtol=1e-12)
+    history = np.asarray(padded.history)
+    assert np.diff(history).min() > -1e-9 * np.abs(history).max()
+    post = jaxem.posterior(model, params, x, lengths=LENGTHS)
+    assert post.mean.shape == (3, T, N_STATE) and post.cross_cov.shape[1] == T - 1
+    direct = model.latent.e_step(model, params, x, lengths=LENGTHS).posterior
+    np.testing.assert_allclose(post.cov, direct.cov, rtol=1e-12, atol=1e-14)
+    count = len(traces)
+    more = np.concatenate([x, x[:1]])[:, :-1]  # 4 sequences of 11 steps
+    jaxem.fit(model, params, more, lengths=np.array([11, 7, 1, 9]), max_iter=6)
+    assert len(traces) == count

@@ -97,6 +97,42 @@ def test_estimator_fit_smooth_score_sample_save(tmp_path):
     np.testing.assert_allclose(again.score(X, lengths), score)
 
 
+def _numpy_kalman_filter(p, x):
+    """Filtered means and covariances of one sequence (n, o), biases included."""
+    a, q = p["transition_matrix_"], p["transition_cov_"]
+    h, r = p["emission_matrix_"], p["emission_cov_"]
+    m, cov = p["initial_mean_"], p["initial_cov_"]
+    means, covs = [], []
+    for t, xt in enumerate(x):
+        if t > 0:
+            m = a @ m + p["transition_bias_"]
+            cov = a @ cov @ a.T + q
+        gain = cov @ h.T @ np.linalg.inv(h @ cov @ h.T + r)
+        m = m + gain @ (xt - h @ m - p["emission_bias_"])
+        cov = cov - gain @ h @ cov
+        means.append(m)
+        covs.append(cov)
+    return np.array(means), np.array(covs)
+
+
+def test_estimator_filter_equals_numpy_kalman_filter():
+    X, lengths = _concatenated()
+    X, lengths = X[:150], np.array([40, 18, 40, 52])
+    ssm = jaxem.LinearGaussianSSM(3, n_iter=4, random_state=0).fit(X, lengths)
+    means, covs = ssm.filter(X, lengths)
+    assert means.shape == (150, 3) and covs.shape == (150, 3, 3)
+    fitted = {k: v for k, v in vars(ssm).items() if k.endswith("_")}
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        m, c = _numpy_kalman_filter(fitted, X[a:b])
+        np.testing.assert_allclose(means[a:b], m, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(covs[a:b], c, rtol=0, atol=1e-8)
+    # The last filtered step of a sequence is its last smoothed one.
+    smoothed = ssm.smooth(X, lengths)[0]
+    np.testing.assert_allclose(means[starts[1:] - 1], smoothed[starts[1:] - 1])
+    assert ssm.filter(X.astype(np.float32), lengths)[0].dtype == np.float32
+
+
 def test_estimator_validation_and_float32():
     X, lengths = _concatenated()
     X, lengths = X[:60], np.array([30, 30])

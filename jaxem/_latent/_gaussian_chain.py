@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _validation
+from . import _gaussian_chain_quadratic as _quadratic
 from . import _markov_chain as _chain
 from ._base import EStep, check_positive_ints
 from ._markov_chain import ChainFactors
@@ -96,6 +97,13 @@ class GaussianChain:
     Args:
         dim: size of the latent state.
         max_steps: bound on Newton steps per sequence and E-step.
+        quadratic: declare every factor quadratic in the states (true of every
+            linear-Gaussian model). The Hessian blocks are then taken once per
+            E-step and one Newton step from 0 is exact; when the emission's
+            curvature does not read the observation (checked on the traced
+            program) the factorisation is shared by all steps and sequences,
+            and ``filter`` is available. Declaring it for a model that is not
+            quadratic gives one Newton step from 0, not the Laplace mode.
 
     Examples:
         >>> import jax.numpy as jnp, jax.scipy.stats as st, jaxem
@@ -112,9 +120,12 @@ class GaussianChain:
 
     dim: int
     max_steps: int = 20
+    quadratic: bool = False
 
     def __post_init__(self):
         check_positive_ints(self, "dim", "max_steps")
+        if not isinstance(self.quadratic, bool):
+            raise ValueError(f"quadratic: expected a bool, got {self.quadratic!r}")
 
     num_batch_axes = 2
 
@@ -145,12 +156,19 @@ class GaussianChain:
         valid = _chain._valid_mask(data, lengths)
         data = data if lengths is None else _chain._fill_padding(data, valid)
         dtype = _float_dtype(params, data)
+        if self._shared_curvature(model, params, data, dtype):
+            mean, cov, cross, per_seq = _quadratic.smooth(
+                model.log_joint, params, data, valid, self.dim, dtype
+            )
+            post = GaussianChainPosterior(mean, cov, cross)
+            return EStep(post, _chain._weighted_sum(per_seq, weights), per_seq)
         t = valid.shape[1]
         z0 = jnp.zeros((t, self.dim), dtype)
+        max_steps = 1 if self.quadratic else self.max_steps
 
         def one(x, mask):
             f = _sequence_density(model.log_joint, params, x, mask)
-            s = _newton(f, z0, self.max_steps)
+            s = _newton(f, z0, max_steps)
             mean = s.z
             cov, cross = _moments(s.blocks)
             log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(s.blocks.chol, 0, -2, -1)))
@@ -167,6 +185,41 @@ class GaussianChain:
         (mean, cov, cross), per_seq = jax.vmap(one)(data, valid)
         post = GaussianChainPosterior(mean, cov, cross)
         return EStep(post, _chain._weighted_sum(per_seq, weights), per_seq)
+
+    def _shared_curvature(self, model, params, data, dtype) -> bool:
+        """Quadratic, and the emission's curvature never reads the data."""
+        if not self.quadratic:
+            return False
+        x_step = jax.tree.map(lambda a: a[0, 0], data)
+        zero = jnp.zeros(self.dim, dtype)
+        emission = model.log_joint.emission
+        return not _quadratic.curvature_reads_data(emission, params, x_step, zero)
+
+    def filter(self, model, params, data, lengths=None):
+        """Filtered means and covariances: the Kalman filter, p(z_t | x_{0:t}).
+
+        Needs ``quadratic=True`` and an emission whose curvature in z does not
+        read the observation (every linear-Gaussian model).
+
+        Args:
+            model: the ``LatentModel``. params: its parameters.
+            data: (B, T, ...) padded sequences. lengths: (B,) ints or None.
+
+        Returns:
+            ``(mean (B, T, dim), cov (B, T, dim, dim))``, 0 at padded steps.
+        """
+        data = _chain._as_batch(model, data)
+        valid = _chain._valid_mask(data, lengths)
+        data = data if lengths is None else _chain._fill_padding(data, valid)
+        dtype = _float_dtype(params, data)
+        if not self._shared_curvature(model, params, data, dtype):
+            raise ValueError(
+                "model: filter needs GaussianChain(dim, quadratic=True) and an "
+                "emission whose curvature in z does not read the observation"
+            )
+        return _quadratic.smooth(
+            model.log_joint, params, data, valid, self.dim, dtype, filtered=True
+        )
 
     def expected_log_joint(
         self, model, params, data, posterior, weights=None, lengths=None

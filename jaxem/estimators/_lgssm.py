@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import jax
@@ -10,6 +11,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .. import _buckets
 from .. import _fit as _fitmod
 from .. import models as _models
 from .._io import SaveLoadMixin
@@ -26,6 +28,11 @@ _KEYS = (
     "emission_bias",
     "emission_cov",
 )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _filter(model, params, data, lengths):
+    return model.latent.filter(model, params, data, lengths)
 
 
 class LinearGaussianSSM(SaveLoadMixin, BaseEstimator):
@@ -62,6 +69,8 @@ class LinearGaussianSSM(SaveLoadMixin, BaseEstimator):
         >>> means, covs = ssm.smooth(X, [30, 30])
         >>> means.shape, covs.shape
         ((60, 1), (60, 1, 1))
+        >>> ssm.filter(X, [30, 30])[0].shape     # the Kalman filter
+        (60, 1)
     """
 
     _parameter_constraints: dict = {
@@ -151,6 +160,23 @@ class LinearGaussianSSM(SaveLoadMixin, BaseEstimator):
             )
             valid = _seq.valid_steps(lengths)
             return np.asarray(post.mean)[valid], np.asarray(post.cov)[valid]
+
+    def filter(self, X, lengths=None):
+        """Filtered state means (n_samples, s) and covariances (n_samples, s, s).
+
+        The Kalman filter: step t of a sequence is p(z_t | x_0, ..., x_t).
+        The sequences are padded to a size bucket, so a new number of
+        sequences or steps rarely compiles anew.
+        """
+        check_is_fitted(self)
+        X, padded, lengths = self._sequences(X, lengths, reset=False)
+        with _base.precision_for(X.dtype):
+            data, bucketed, _ = _buckets.pad_sequences(padded, lengths, None)
+            mean, cov = _filter(self._model(), self._params(), data, bucketed)
+            valid = _seq.valid_steps(lengths)
+            b, t = padded.shape[:2]
+            mean, cov = np.asarray(mean)[:b, :t], np.asarray(cov)[:b, :t]
+            return mean[valid], cov[valid]
 
     def score(self, X, lengths=None):
         """Total log-likelihood of the sequences in X (hmmlearn's ``score``)."""

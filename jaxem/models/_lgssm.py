@@ -37,19 +37,22 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def _mvn(x, mean, cov):
-    """log N(x | mean, cov) through the precision matrix.
+    """log N(x | mean, cov) through the whitening matrix L^-1 (cov = L L^T).
 
-    The precision and log-determinant depend on the parameters only, so under
-    the E-step's vmap over steps and sequences they are computed once and each
-    step costs two small matrix products (a batched solve per step, as in
-    ``jax.scipy.stats.multivariate_normal``, is ~500x slower on a CPU).
+    L^-1 and the log-determinant depend on the parameters only, so under the
+    E-step's vmap over steps and sequences they are computed once and each
+    step costs one small matrix product (a batched solve per step, as in
+    ``jax.scipy.stats.multivariate_normal``, is ~500x slower on a CPU). The
+    quadratic form is sum(w * w), not r @ P @ r: under vmap a vector-vector
+    product is a batched dot that XLA's CPU backend runs one at a time, and
+    its gradient takes one product where r P r's takes two.
     """
     chol = jnp.linalg.cholesky(cov)
     eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
-    precision = jax.scipy.linalg.cho_solve((chol, True), eye)
-    r = x - mean
+    whiten = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+    w = (x - mean) @ whiten.T  # under vmap: (N, o) @ (o, o), no transposes
     half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return -0.5 * (r @ precision @ r) - half_log_det - 0.5 * r.shape[-1] * _LOG_2PI
+    return -0.5 * jnp.sum(w * w) - half_log_det - 0.5 * w.shape[-1] * _LOG_2PI
 
 
 def lgssm_factors() -> ChainFactors:
@@ -57,48 +60,64 @@ def lgssm_factors() -> ChainFactors:
     return ChainFactors(
         initial=lambda p, z: _mvn(z, p["initial_mean"], p["initial_cov"]),
         transition=lambda p, zp, z: _mvn(
-            z, p["transition_matrix"] @ zp + p["transition_bias"], p["transition_cov"]
+            z, zp @ p["transition_matrix"].T + p["transition_bias"], p["transition_cov"]
         ),
         emission=lambda p, x, z: _mvn(
-            x, p["emission_matrix"] @ z + p["emission_bias"], p["emission_cov"]
+            x, z @ p["emission_matrix"].T + p["emission_bias"], p["emission_cov"]
         ),
     )
 
 
-def _outer_sum(a, b, w):
-    """sum over the leading axes of w * a b^T: (..., i) x (..., j) -> (i, j)."""
-    return jnp.einsum("...i,...j,...->ij", a, b, w)
-
-
 def _stats(data, posterior, weights):
-    """Additive statistics of the three regressions (masked to valid steps)."""
+    """Additive statistics of the three regressions (masked to valid steps).
+
+    Every sum is a matrix product over the flattened (sequence, step) axes,
+    with one weight row per statistic (all steps, first steps, steps with a
+    successor, steps with a predecessor), so no (B, T, s, s) slice is copied.
+    """
     mean, cov, cross = posterior.mean, posterior.cov, posterior.cross_cov
+    b, t, s = mean.shape
     valid = posterior.valid.astype(mean.dtype)
     if weights is not None:
         valid = valid * weights[:, None]
     pair = valid[:, 1:] * (posterior.valid[:, :-1]).astype(mean.dtype)
-    x = jnp.where(valid[..., None] > 0, data, 0.0)
-    ezz = cov + mean[..., :, None] * mean[..., None, :]
-    ezz_w = jnp.einsum("btij,bt->ij", ezz, valid)
+    no_pair = jnp.zeros_like(valid[:, :1])
+    first = jnp.zeros_like(valid).at[:, 0].set(valid[:, 0])
+    w = jnp.stack(
+        [
+            valid,
+            first,
+            jnp.concatenate([pair, no_pair], axis=1),  # z_{t-1} of a pair
+            jnp.concatenate([no_pair, pair], axis=1),  # z_t of a pair
+        ]
+    ).reshape(4, b * t)
+    m = mean.reshape(b * t, s)
+    x = jnp.where(valid[..., None] > 0, data, 0.0).reshape(b * t, -1)
+    sums = w @ m  # (4, s)
+    # sum w E[z z^T] = sum w (Cov + m m^T), for each weight row
+    second = (w @ cov.reshape(b * t, s * s)).reshape(4, s, s)
+    second += jnp.einsum("kn,ni,nj->kij", w, m, m)
     # E[z_t z_{t-1}^T] = Cov(z_{t-1}, z_t)^T + m_t m_{t-1}^T
-    cur_prev = jnp.swapaxes(cross, -1, -2) + mean[:, 1:, :, None] * mean[:, :-1, None]
-    first = valid[:, 0]
+    cross_sum = (pair.reshape(-1) @ cross.reshape(-1, s * s)).reshape(s, s)
+    m_prev = (mean[:, :-1] * pair[..., None]).reshape(-1, s)
+    cur_prev = cross_sum.T + mean[:, 1:].reshape(-1, s).T @ m_prev
+    xw = x * w[0][:, None]
     return {
-        "n0": jnp.sum(first),
-        "z0": first @ mean[:, 0],
-        "zz0": jnp.einsum("bij,b->ij", ezz[:, 0], first),
+        "n0": jnp.sum(w[1]),
+        "z0": sums[1],
+        "zz0": second[1],
         "n_pair": jnp.sum(pair),
-        "prev": jnp.einsum("bti,bt->i", mean[:, :-1], pair),
-        "prev_prev": jnp.einsum("btij,bt->ij", ezz[:, :-1], pair),
-        "cur": jnp.einsum("bti,bt->i", mean[:, 1:], pair),
-        "cur_cur": jnp.einsum("btij,bt->ij", ezz[:, 1:], pair),
-        "cur_prev": jnp.einsum("btij,bt->ij", cur_prev, pair),
-        "n": jnp.sum(valid),
-        "z": jnp.einsum("bti,bt->i", mean, valid),
-        "zz": ezz_w,
-        "x": jnp.einsum("bti,bt->i", x, valid),
-        "xx": _outer_sum(x, x, valid),
-        "xz": _outer_sum(x, mean, valid),
+        "prev": sums[2],
+        "prev_prev": second[2],
+        "cur": sums[3],
+        "cur_cur": second[3],
+        "cur_prev": cur_prev,
+        "n": jnp.sum(w[0]),
+        "z": sums[0],
+        "zz": second[0],
+        "x": jnp.sum(xw, axis=0),
+        "xx": xw.T @ x,
+        "xz": xw.T @ m,
     }
 
 
@@ -238,7 +257,7 @@ def linear_gaussian_ssm(
         raise ValueError(f"reg_covar: expected a number >= 0, got {reg_covar!r}")
     return LatentModel(
         lgssm_factors(),
-        GaussianChain(state_dim),
+        GaussianChain(state_dim, quadratic=True),
         constraints={
             "initial_cov": _PD,
             "transition_cov": _PD,

@@ -50,6 +50,8 @@ class BinomialMixture(MixtureEstimator):
         random_state: None, an int, a numpy ``RandomState``/``Generator``.
         warm_start: start from the previous fit's parameters.
         verbose: show a progress display of the log-likelihood.
+        devices: as for :class:`GaussianMixture` (shards the rows over
+            devices; the same fit as on one device).
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -97,6 +99,8 @@ class BinomialMixture(MixtureEstimator):
         random_state=None,
         warm_start=False,
         verbose=0,
+
+        devices=None,
     ):
         self.n_components = n_components
         self.n_trials = n_trials
@@ -109,6 +113,7 @@ class BinomialMixture(MixtureEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.devices = devices
 
     def _model(self, n_features=None):
         if n_features is None:

@@ -86,6 +86,11 @@ class GaussianMixture(MixtureEstimator):
         warm_start: start from the previous fit's parameters (one restart).
         verbose: show a progress display of the log-likelihood.
         verbose_interval: accepted for compatibility with scikit-learn.
+        devices: None (the default device), ``"all"``, an int n (the first
+            n of ``jax.devices()``) or a list of jax devices or device ids:
+            the fit shards the data along the observation axis over them
+            (``jaxem.shard``) and equals the one-device fit; see docs/scale.md
+            (give a count or ids to an estimator that scikit-learn clones).
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -148,6 +153,7 @@ class GaussianMixture(MixtureEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        devices=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -163,6 +169,7 @@ class GaussianMixture(MixtureEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.devices = devices
 
     def _model(self, n_features):
         return _gmm.gaussian_mixture(

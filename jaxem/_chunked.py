@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import mmap
 import numbers
 import os
 import pathlib
@@ -88,10 +89,43 @@ def _npy_chunks(path, chunk_rows: int) -> Iterator[np.ndarray]:
             yield chunk.reshape((rows,) + tuple(shape[1:]))
 
 
+def _mapped_file(array) -> bool:
+    """True for a whole C-ordered ``numpy.memmap`` (not a view of one) whose
+    file can be read directly."""
+    return (
+        isinstance(array, np.memmap)
+        and isinstance(array.base, mmap.mmap)
+        and array.flags.c_contiguous
+        and isinstance(getattr(array, "filename", None), str | os.PathLike)
+    )
+
+
+def read_rows(array, start: int, stop: int) -> np.ndarray:
+    """A copy of ``array[start:stop]``; from a memory map, by a plain read.
+
+    A slice of a memory-mapped array would map its pages into the process
+    (resident until the kernel reclaims them, so a pass over the file grows
+    the resident set towards the file's size); reading the rows' bytes from
+    the file with ``os.pread`` into a fresh array keeps only the copy.
+    """
+    if not _mapped_file(array):
+        return np.array(array[start:stop])
+    row = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+    out = np.empty((stop - start,) + array.shape[1:], array.dtype)
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    with open(array.filename, "rb") as f:
+        done, offset = 0, array.offset + start * row
+        while done < view.nbytes:
+            got = os.preadv(f.fileno(), [view[done:]], offset + done)
+            if got <= 0:
+                raise ValueError(f"chunks: {str(array.filename)!r} is truncated")
+            done += got
+    return out
+
+
 def _array_chunks(array, chunk_rows: int) -> Iterator[Any]:
     for start in range(0, array.shape[0], chunk_rows):
-        # A copy: a slice of a memory map would keep its pages mapped.
-        yield np.array(array[start : start + chunk_rows])
+        yield read_rows(array, start, min(start + chunk_rows, array.shape[0]))
 
 
 def _is_array(x) -> bool:

@@ -13,7 +13,7 @@ from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..models import _gmm
-from . import _base
+from . import _base, _streaming
 from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
 __all__ = ["CollapsedComponentWarning", "GaussianMixture"]
@@ -91,6 +91,11 @@ class GaussianMixture(MixtureEstimator):
             the fit shards the data along the observation axis over them
             (``jaxem.shard``) and equals the one-device fit; see docs/scale.md
             (give a count or ids to an estimator that scikit-learn clones).
+        chunk_rows: None, or stream X through exact EM this many rows at a
+            time (``jaxem.fit_chunked``) instead of holding it in memory; a
+            ``numpy.memmap`` X over 256 MiB streams by itself (65536 rows a
+            chunk). Same iterates as in memory; initialisation on a sample of
+            ``chunk_rows`` rows (see docs/scale.md).
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -134,6 +139,7 @@ class GaussianMixture(MixtureEstimator):
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "chunk_rows": [None, Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -154,6 +160,7 @@ class GaussianMixture(MixtureEstimator):
         verbose=0,
         verbose_interval=10,
         devices=None,
+        chunk_rows=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -170,6 +177,7 @@ class GaussianMixture(MixtureEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.devices = devices
+        self.chunk_rows = chunk_rows
 
     def _model(self, n_features):
         return _gmm.gaussian_mixture(
@@ -221,6 +229,8 @@ class GaussianMixture(MixtureEstimator):
             ValueError: bad arguments or X; ill-defined covariances (increase
                 ``reg_covar``).
         """
+        if _streaming.streams(self, X):  # larger than memory: exact EM in chunks
+            return _streaming.fit(self, X, sample_weight, CollapsedComponentWarning)
         super().fit(X, y, sample_weight)
         if self.n_iter_ > 0:
             X = _base.validate_X(self, X, reset=False).astype(self._fit_dtype)

@@ -170,17 +170,29 @@ def iterate_chunks(chunks: Any, chunk_rows: int | None = None) -> Iterator[Batch
         yield item if isinstance(item, Batch) else Batch(item)
 
 
-def _prefetched(batches: Iterator[Batch], to_device: Callable) -> Iterator[Any]:
-    """Yield ``to_device(batch)`` while the next batch is read in a thread."""
+def _prefetched(batches: Iterator[Batch], prepare: Callable) -> Iterator[Any]:
+    """Yield ``jax.device_put(prepare(batch))`` while the next batch is read
+    and prepared (host work: reading, checks, padding) in a thread.
+
+    JAX's precision setting (``jax.enable_x64`` as a context) is per thread:
+    the worker runs under the caller's, so a float64 chunk is not cut to
+    float32 there.
+    """
+    x64 = bool(jax.config.jax_enable_x64)  # the caller's, context included
+
+    def work(batch):
+        with jax.enable_x64(x64):
+            return prepare(batch)
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
         for batch in batches:
-            future = pool.submit(to_device, batch)
+            future = pool.submit(work, batch)
             if pending is not None:
-                yield pending.result()
+                yield jax.device_put(pending.result())
             pending = future
         if pending is not None:
-            yield pending.result()
+            yield jax.device_put(pending.result())
 
 
 class _Totals(NamedTuple):
@@ -267,17 +279,15 @@ def _pass(model, params, source, chunk_rows, first):
     ``first`` (the first chunk) turns on the host-side checks of every chunk.
     """
 
-    def to_device(batch: Batch):
+    def prepare(batch: Batch):
         if first is not None:
             _check_chunk(batch, first)
         padded = _fit._pad(model, params, batch.data, batch.weights, batch.lengths)
-        return jax.device_put(
-            (padded.data, padded.weights, padded.lengths, padded.mask)
-        )
+        return (padded.data, padded.weights, padded.lengths, padded.mask)
 
     totals, count = None, 0
     for data, weights, lengths, mask in _prefetched(
-        iterate_chunks(source, chunk_rows), to_device
+        iterate_chunks(source, chunk_rows), prepare
     ):
         if totals is None:
             shapes = jax.eval_shape(
@@ -505,16 +515,16 @@ def fit_online(
         raise ValueError("chunks: the source yielded no chunk")
     dtype = _fit._float_dtype(params0, first.data)
 
-    def to_device(batch: Batch):
+    def prepare(batch: Batch):
         _check_chunk(batch, first)
         data, weights, _ = _buckets.pad_observations(batch.data, batch.weights, dtype)
-        return jax.device_put((data, weights.astype(dtype)))
+        return data, weights.astype(dtype)
 
-    data, weights = to_device(first)
+    data, weights = prepare(first)
     state = _online.online_init(model, params0, data)
     lls = []
     for _ in range(num_epochs):
-        for data, weights in _prefetched(iterate_chunks(chunks, chunk_rows), to_device):
+        for data, weights in _prefetched(iterate_chunks(chunks, chunk_rows), prepare):
             state, ll = _online.online_update(
                 model, state, data, weights, step_exponent, step_offset
             )

@@ -9,6 +9,13 @@ fitted attribute are unchanged: the fit equals the single-device fit up to
 the order of floating-point sums. ``None`` (the default) keeps the data on the
 default device.
 
+Under ``jax.distributed`` (several processes), every process fits with the
+same arguments and the same (whole) X, so initialisation and validation agree
+everywhere; each process then contributes only its own share of the padded
+rows (sequences) to the global sharded array, so each process's devices run
+the E-step on 1/P of the data. ``devices`` must then span every process
+equally (``"all"``).
+
 The data are padded to a size bucket (``jaxem._buckets``) rounded up to a
 multiple of the device count, so, as on one device, fits on data of many
 sizes share a few compiled programs.
@@ -91,6 +98,21 @@ def _size(n: int, devices: list[jax.Device], minimum: int = 1) -> int:
     return math.ceil(_buckets.bucket(n, minimum) / count) * count
 
 
+def _own_share(size: int, devices: list[jax.Device]) -> slice:
+    """This process's rows of ``size`` (all of them with one process)."""
+    processes = jax.process_count()
+    if processes == 1:
+        return slice(None)
+    counts = np.bincount([d.process_index for d in devices], minlength=processes)
+    if np.any(counts != counts[0]):
+        raise ValueError(
+            "devices: with several processes, give devices that span every "
+            f'process equally ("all"); got {counts.tolist()} per process'
+        )
+    share = size // processes
+    return slice(jax.process_index() * share, (jax.process_index() + 1) * share)
+
+
 def shard_observations(data: Any, weights: Any, devices: list[jax.Device]):
     """(N, ...) data and optional (N,) weights, padded and sharded over
     ``devices``: ``(data, weights)``, global arrays (weights always given)."""
@@ -100,9 +122,10 @@ def shard_observations(data: Any, weights: Any, devices: list[jax.Device]):
     dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
     w = None if weights is None else np.asarray(weights)
     padded = _buckets.pad_rows(jax.tree.map(np.asarray, data), size)
-    s = _shard.shard(
-        padded, weights=_buckets.pad_weights(w, n, size, dtype), devices=devices
-    )
+    weights = _buckets.pad_weights(w, n, size, dtype)
+    mine = _own_share(size, devices)
+    padded, weights = jax.tree.map(lambda a: a[mine], (padded, weights))
+    s = _shard.shard(padded, weights=weights, devices=devices)
     return s.data, s.weights
 
 
@@ -116,5 +139,7 @@ def shard_sequences(data: Any, lengths: Any, devices: list[jax.Device]):
     size = _size(b, devices)
     lengths = np.concatenate([lengths, np.zeros(size - b, np.int32)])
     data = _buckets.pad_rows(data, size)
+    mine = _own_share(size, devices)
+    data, lengths = jax.tree.map(lambda a: a[mine], (data, lengths))
     s = _shard.shard(data, lengths=lengths, devices=devices)
     return s.data, s.lengths

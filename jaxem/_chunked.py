@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _buckets, _fit, _mstep, _validation
+from . import _buckets, _compile_cache, _fit, _mstep, _validation
 from . import constraints as _constraints
 from ._model import LatentModel
 
@@ -373,6 +373,7 @@ def fit_chunked(
     if not isinstance(model, LatentModel):
         raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r}")
     max_iter = _fit.check_max_iter(max_iter)
+    _compile_cache.enable()  # as jaxem.fit: a second process starts warm
     if chunk_rows is not None and (
         isinstance(chunk_rows, bool)
         or not isinstance(chunk_rows, numbers.Integral)
@@ -509,6 +510,7 @@ def fit_online(
     ):
         raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
     _constraints.check_params(model.constraints, params0, "params0")
+    _compile_cache.enable()
     params0 = jax.tree.map(jnp.asarray, params0)
     first = next(iterate_chunks(chunks, chunk_rows), None)
     if first is None:

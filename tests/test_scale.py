@@ -445,7 +445,7 @@ def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
 ):
     import tracemalloc
 
-    from jaxem import _chunked
+    from jaxem import _chunk_sources
     from jaxem.estimators import _streaming
 
     x = _blobs(n=200_003, d=8, seed=5)
@@ -462,13 +462,13 @@ def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
     )
     in_memory = jaxem.GaussianMixture(**kw).fit(x, sample_weight=w)
     reads = []
-    real_read = _chunked.read_rows
+    real_read = _chunk_sources.read_rows
 
     def spy(array, start, stop):
-        reads.append((stop - start, _chunked._mapped_file(array)))
+        reads.append((stop - start, _chunk_sources._mapped_file(array)))
         return real_read(array, start, stop)
 
-    monkeypatch.setattr(_chunked, "read_rows", spy)
+    monkeypatch.setattr(_chunk_sources, "read_rows", spy)
     streamed = jaxem.GaussianMixture(**kw, chunk_rows=10_000)
     streamed.fit(mapped, sample_weight=w)  # compiles
     tracemalloc.start()

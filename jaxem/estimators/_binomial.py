@@ -99,7 +99,6 @@ class BinomialMixture(MixtureEstimator):
         random_state=None,
         warm_start=False,
         verbose=0,
-
         devices=None,
     ):
         self.n_components = n_components

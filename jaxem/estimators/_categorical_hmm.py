@@ -78,7 +78,6 @@ class CategoricalHMM(BaseHMM):
         init_params="ste",
         implementation="log",
         n_init=1,
-
         devices=None,
     ):
         self.n_components = n_components

@@ -119,7 +119,6 @@ class GaussianHMM(BaseHMM):
         init_params="stmc",
         implementation="log",
         n_init=1,
-
         devices=None,
     ):
         self.n_components = n_components

@@ -69,7 +69,6 @@ class PoissonHMM(BaseHMM):
         init_params="stl",
         implementation="log",
         n_init=1,
-
         devices=None,
     ):
         self.n_components = n_components

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _chunked
+from .. import _chunk_sources, _chunked
 from . import _base
 
 STREAM_BYTES = 256 * 2**20
@@ -76,8 +76,8 @@ def fit(estimator, X, sample_weight, warning_category):
     def chunks():
         for start in range(0, n, rows):
             stop = min(start + rows, n)
-            x = _chunked.read_rows(X, start, stop).astype(dtype, copy=False)
-            yield _chunked.Batch(x, None if w is None else w[start:stop])
+            x = _chunk_sources.read_rows(X, start, stop).astype(dtype, copy=False)
+            yield _chunk_sources.Batch(x, None if w is None else w[start:stop])
 
     with _base.precision_for(dtype):
         params0 = _initial_params(estimator, X, w, dtype, rows)

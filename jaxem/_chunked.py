@@ -16,137 +16,42 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import numbers
-import os
-import pathlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _buckets, _fit, _mstep, _validation
+from . import _buckets, _compile_cache, _fit, _mstep, _validation
 from . import constraints as _constraints
+from ._chunk_sources import Batch, iterate_chunks
 from ._model import LatentModel
 
 
-class Batch(NamedTuple):
-    """One chunk of data with optional weights and lengths.
+def _prefetched(batches: Iterator[Batch], prepare: Callable) -> Iterator[Any]:
+    """Yield ``jax.device_put(prepare(batch))`` while the next batch is read
+    and prepared (host work: reading, checks, padding) in a thread.
 
-    A chunk source may yield plain data (an array or pytree of arrays with
-    leading axis N, or (B, T) for chains) or a ``Batch`` when the chunk has
-    weights or sequence lengths.
-
-    Attributes:
-        data: (N, ...) observations or (B, T, ...) sequences.
-        weights: None or (N,) (or (B,)) non-negative weights.
-        lengths: None or (B,) valid sequence lengths (chains only).
+    JAX's precision setting (``jax.enable_x64`` as a context) is per thread:
+    the worker runs under the caller's, so a float64 chunk is not cut to
+    float32 there.
     """
+    x64 = bool(jax.config.jax_enable_x64)  # the caller's, context included
 
-    data: Any
-    weights: Any = None
-    lengths: Any = None
+    def work(batch):
+        with jax.enable_x64(x64):
+            return prepare(batch)
 
-
-def _check_npy(path) -> pathlib.Path:
-    path = pathlib.Path(path)
-    if path.suffix != ".npy":
-        raise ValueError(f"chunks: can only read .npy files, got {str(path)!r}")
-    return path
-
-
-def _load_path(path) -> np.ndarray:
-    return np.load(_check_npy(path), allow_pickle=False)
-
-
-def _npy_chunks(path, chunk_rows: int) -> Iterator[np.ndarray]:
-    """Read a ``.npy`` file ``chunk_rows`` rows at a time with plain reads.
-
-    Plain reads, not a memory map: pages of a mapped file stay resident in the
-    process until the kernel reclaims them, so a pass over a mapped file grows
-    the resident set to the whole file; reads keep it at one chunk.
-    """
-    with open(_check_npy(path), "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = read_header(f)
-        if fortran or dtype.hasobject or not shape:
-            raise ValueError(
-                f"chunks: {str(path)!r} must hold a C-ordered numeric array with "
-                "a leading row axis"
-            )
-        row = int(np.prod(shape[1:], dtype=np.int64))
-        for start in range(0, shape[0], chunk_rows):
-            rows = min(chunk_rows, shape[0] - start)
-            chunk = np.fromfile(f, dtype, count=rows * row)
-            if chunk.size != rows * row:
-                raise ValueError(f"chunks: {str(path)!r} is truncated")
-            yield chunk.reshape((rows,) + tuple(shape[1:]))
-
-
-def _array_chunks(array, chunk_rows: int) -> Iterator[Any]:
-    for start in range(0, array.shape[0], chunk_rows):
-        # A copy: a slice of a memory map would keep its pages mapped.
-        yield np.array(array[start : start + chunk_rows])
-
-
-def _is_array(x) -> bool:
-    return isinstance(x, np.ndarray | jax.Array)
-
-
-def iterate_chunks(chunks: Any, chunk_rows: int | None = None) -> Iterator[Batch]:
-    """One pass over a chunk source, as ``Batch``es of host or device arrays.
-
-    Args:
-        chunks: a chunk source: an array (a ``numpy.memmap`` or
-            ``np.load(path, mmap_mode="r")`` is read chunk by chunk, never
-            whole) or the path of a ``.npy`` file, both cut into ``chunk_rows``
-            rows; a list or tuple of chunks (arrays, ``Batch``es or ``.npy``
-            paths); or a function of no arguments returning an iterable of
-            chunks (a generator factory: called once per pass).
-        chunk_rows: rows per chunk when ``chunks`` is one array or path.
-
-    Yields:
-        ``Batch`` tuples.
-    """
-    if isinstance(chunks, str | os.PathLike):
-        if chunk_rows is None:
-            raise ValueError("chunk_rows: needed to cut one file into chunks")
-        items: Iterable[Any] = _npy_chunks(chunks, chunk_rows)
-    elif _is_array(chunks):
-        if chunk_rows is None:
-            raise ValueError("chunk_rows: needed to cut one array into chunks")
-        items = _array_chunks(chunks, chunk_rows)
-    elif isinstance(chunks, list | tuple):
-        items = chunks
-    elif callable(chunks):
-        items = chunks()
-    else:
-        raise ValueError(
-            "chunks: expected an array, a .npy path, a list of chunks or a function "
-            f"returning an iterable of chunks, got {type(chunks).__name__}"
-        )
-    for item in items:
-        if isinstance(item, str | os.PathLike):
-            item = _load_path(item)
-        yield item if isinstance(item, Batch) else Batch(item)
-
-
-def _prefetched(batches: Iterator[Batch], to_device: Callable) -> Iterator[Any]:
-    """Yield ``to_device(batch)`` while the next batch is read in a thread."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
         for batch in batches:
-            future = pool.submit(to_device, batch)
+            future = pool.submit(work, batch)
             if pending is not None:
-                yield pending.result()
+                yield jax.device_put(pending.result())
             pending = future
         if pending is not None:
-            yield pending.result()
+            yield jax.device_put(pending.result())
 
 
 class _Totals(NamedTuple):
@@ -233,17 +138,15 @@ def _pass(model, params, source, chunk_rows, first):
     ``first`` (the first chunk) turns on the host-side checks of every chunk.
     """
 
-    def to_device(batch: Batch):
+    def prepare(batch: Batch):
         if first is not None:
             _check_chunk(batch, first)
         padded = _fit._pad(model, params, batch.data, batch.weights, batch.lengths)
-        return jax.device_put(
-            (padded.data, padded.weights, padded.lengths, padded.mask)
-        )
+        return (padded.data, padded.weights, padded.lengths, padded.mask)
 
     totals, count = None, 0
     for data, weights, lengths, mask in _prefetched(
-        iterate_chunks(source, chunk_rows), to_device
+        iterate_chunks(source, chunk_rows), prepare
     ):
         if totals is None:
             shapes = jax.eval_shape(
@@ -329,6 +232,7 @@ def fit_chunked(
     if not isinstance(model, LatentModel):
         raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r}")
     max_iter = _fit.check_max_iter(max_iter)
+    _compile_cache.enable()  # as jaxem.fit: a second process starts warm
     if chunk_rows is not None and (
         isinstance(chunk_rows, bool)
         or not isinstance(chunk_rows, numbers.Integral)
@@ -480,22 +384,23 @@ def fit_online(
     ):
         raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
     _constraints.check_params(model.constraints, params0, "params0")
+    _compile_cache.enable()
     params0 = jax.tree.map(jnp.asarray, params0)
     first = next(iterate_chunks(chunks, chunk_rows), None)
     if first is None:
         raise ValueError("chunks: the source yielded no chunk")
     dtype = _fit._float_dtype(params0, first.data)
 
-    def to_device(batch: Batch):
+    def prepare(batch: Batch):
         _check_chunk(batch, first)
         data, weights, _ = _buckets.pad_observations(batch.data, batch.weights, dtype)
-        return jax.device_put((data, weights.astype(dtype)))
+        return data, weights.astype(dtype)
 
-    data, weights = to_device(first)
+    data, weights = prepare(first)
     state = _online.online_init(model, params0, data)
     lls = []
     for _ in range(num_epochs):
-        for data, weights in _prefetched(iterate_chunks(chunks, chunk_rows), to_device):
+        for data, weights in _prefetched(iterate_chunks(chunks, chunk_rows), prepare):
             state, ll = _online.online_update(
                 model, state, data, weights, step_exponent, step_offset
             )

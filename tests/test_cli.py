@@ -611,3 +611,117 @@ def test_show_functional_fit_result(capsys, tmp_path):
     assert code == 0, err
     assert "fit_result of model binomial_mixture(2, 10)" in out
     assert "[0.7967 0.5197]" in out and "iterations 10" in out
+
+
+# ------------------------------------------------------- scale-out options
+def _two_blobs_npy(path, n=5001):
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [rng.normal(0, 1, (n - n // 2, 2)), rng.normal(6, 1, (n // 2, 2))]
+    )
+    np.save(path, x)
+    return x
+
+
+def _jaxem(*argv, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-W", "error", "-m", "jaxem", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        **kwargs,
+    )
+
+
+def test_fit_gmm_chunk_rows_streams_the_file(tmp_path):
+    x = _two_blobs_npy(tmp_path / "x.npy")
+    # A subprocess with 64-bit off globally: the CLI's float64 context must
+    # reach the thread that reads the chunks (-W error: no truncation warning).
+    proc = _jaxem(
+        "fit",
+        "gmm",
+        tmp_path / "x.npy",
+        "--chunk-rows",
+        700,
+        "--tol",
+        0,
+        "--max-iter",
+        15,
+        "--out",
+        tmp_path / "m.npz",
+    )
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "streamed, 700 rows a chunk" in out
+    cli_fit = jaxem.load(tmp_path / "m.npz")
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    est = jaxem.GaussianMixture(2, chunk_rows=700, random_state=0, tol=0, max_iter=15)
+    with pytest.warns(jaxem.estimators.ConvergenceWarning):  # tol 0: never
+        est.fit(mapped)
+    np.testing.assert_allclose(cli_fit.means_, est.means_, rtol=1e-10)
+    assert cli_fit.means_.dtype == np.float64
+    in_memory = jaxem.GaussianMixture(2, random_state=0, tol=1e-10, max_iter=200)
+    in_memory.fit(x)
+    order = np.argsort(est.means_[:, 0]), np.argsort(in_memory.means_[:, 0])
+    np.testing.assert_allclose(
+        est.means_[order[0]], in_memory.means_[order[1]], rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--plot", "a.png"], "cannot be combined with --plot"),
+        (["--columns", "1"], "cannot be combined with --columns"),
+        (["--float32"], "--float32"),
+        (["--chunk-rows", "0"], "--chunk-rows"),
+        (["--coordinator", "nohost"], "HOST:PORT"),
+        (["--coordinator", "127.0.0.1:1"], "--num-processes and --process-id"),
+        (["--num-processes", "2"], "only with --coordinator"),
+    ],
+)
+def test_scale_options_refuse_bad_combinations(capsys, tmp_path, extra, message):
+    _two_blobs_npy(tmp_path / "x.npy", n=50)
+    argv = ["fit", "gmm", tmp_path / "x.npy", "--chunk-rows", 10, *extra]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_fit_under_jax_distributed_equals_one_process(tmp_path):
+    import socket
+
+    _two_blobs_npy(tmp_path / "x.npy", n=3001)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    common = ["fit", "gmm", tmp_path / "x.npy", "--tol", 0, "--max-iter", 12]
+    procs = [
+        _jaxem(
+            *common,
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--num-processes",
+            2,
+            "--process-id",
+            i,
+            "--out",
+            tmp_path / f"m{i}.npz",
+        )
+        for i in range(2)
+    ]
+    one = _jaxem(*common, "--out", tmp_path / "one.npz")
+    outs = [p.communicate(timeout=600) for p in [*procs, one]]
+    for p, (_, err) in zip([*procs, one], outs, strict=True):
+        assert p.returncode == 0, err
+    # Process 0 prints (gloo's own connection line aside) and only it writes.
+    assert "Gaussian mixture" in outs[0][0]
+    assert "Gaussian mixture" not in outs[1][0]
+    assert not (tmp_path / "m1.npz").exists()
+    two, single = jaxem.load(tmp_path / "m0.npz"), jaxem.load(tmp_path / "one.npz")
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        np.testing.assert_allclose(
+            getattr(two, name), getattr(single, name), rtol=1e-10
+        )

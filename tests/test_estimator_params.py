@@ -23,6 +23,7 @@ COMMON = {
     "random_state": ["seed", -1, 2**40, 2.5, [1]],
     "warm_start": ["abc", 2, None, NAN],
     "verbose": ["abc", -1, None, 2.5],
+    "devices": [0, -1, 2.5, "abc", True, 10**30, [99], [], [0, 0], ["cpu"]],
 }
 GAUSSIAN = {
     **COMMON,

@@ -355,3 +355,147 @@ def test_online_em_over_npy_files_equals_online_updates_in_memory(tmp_path):
     assert 0 <= gap / 4000 < 0.02  # nats per observation after 10 steps
     with pytest.raises(ValueError, match="num_epochs"):
         jaxem.fit_online(model, params0, x, chunk_rows=100, num_epochs=0)
+
+
+ESTIMATORS_ON_EIGHT_DEVICES = textwrap.dedent(
+    """
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import warnings
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    from sklearn.base import clone
+    import jaxem
+    from jaxem.estimators import _devices
+
+    warnings.simplefilter("ignore")  # short fits: not-converged warnings
+    seen = []  # rows per device of every sharded fit
+    for name in ("shard_observations", "shard_sequences"):
+        def spy(*args, _f=getattr(_devices, name)):
+            out = _f(*args)
+            seen.append({s.data.shape[0] for s in out[0].addressable_shards})
+            return out
+        setattr(_devices, name, spy)
+
+    def same(a, b, names):
+        for attr in names:
+            np.testing.assert_allclose(getattr(a, attr), getattr(b, attr),
+                                       rtol=1e-10, atol=1e-12, err_msg=attr)
+
+    rng = np.random.default_rng(0)
+    n = 1003  # not a multiple of 8
+    z = rng.random(n) < 0.4
+    x = np.where(z[:, None], rng.normal(-2, 1, (n, 3)), rng.normal(2, 0.7, (n, 3)))
+    w = rng.integers(0, 3, n).astype(float)
+    for kind in ("full", "diag", "spherical", "tied"):
+        kw = dict(n_components=2, covariance_type=kind, random_state=0, tol=0,
+                  max_iter=12, n_init=2)
+        one = jaxem.GaussianMixture(**kw).fit(x, sample_weight=w)
+        many = jaxem.GaussianMixture(**kw, devices=8).fit(x, sample_weight=w)
+        same(one, many, ["weights_", "means_", "covariances_", "lower_bounds_"])
+    assert seen[-1] == {1024 // 8}, seen  # each device holds 1/8 of the rows
+    heads = rng.binomial(10, np.where(rng.random(n) < 0.3, 0.2, 0.7))[:, None]
+    kw = dict(n_components=2, n_trials=10, random_state=0, tol=0, max_iter=10)
+    one = jaxem.BinomialMixture(**kw).fit(heads)
+    many = jaxem.BinomialMixture(**kw, devices="all").fit(heads)
+    same(one, many, ["weights_", "p_", "lower_bounds_"])
+
+    # HMMs over 13 ragged sequences (not a multiple of the 4 devices used).
+    lengths = rng.integers(5, 40, 13)
+    states = (np.arange(lengths.sum()) // 7) % 2
+    X = rng.normal(size=(lengths.sum(), 2)) + 3 * states[:, None]
+    counts = rng.poisson(np.where(states[:, None] == 1, 6.0, 1.0), (len(X), 2))
+    symbols = np.minimum(counts[:, :1], 5)
+    devices = jax.devices()[2:6]
+    for cls, data, names in (
+        (jaxem.GaussianHMM, X, ["means_", "covars_"]),
+        (jaxem.PoissonHMM, counts, ["lambdas_"]),
+        (jaxem.CategoricalHMM, symbols, ["emissionprob_"]),
+    ):
+        kw = dict(n_components=2, n_iter=8, tol=-1, random_state=0)
+        one = cls(**kw).fit(data, lengths)
+        many = cls(**kw, devices=devices).fit(data, lengths)
+        same(one, many, ["startprob_", "transmat_"] + names)
+        np.testing.assert_allclose(one.monitor_.history, many.monitor_.history,
+                                   rtol=1e-10)
+        assert len(seen[-1]) == 1, seen[-1]
+    # Device ids, a count and "all" survive scikit-learn's clone.
+    for value in (4, "all", [1, 3], (0,)):
+        est = jaxem.GaussianHMM(2, devices=value)
+        assert clone(est).get_params()["devices"] == value
+    for bad in (9, [99], [], [0, 0]):
+        try:
+            jaxem.GaussianMixture(2, devices=bad).fit(x)
+        except ValueError as err:
+            assert "devices" in str(err), err
+        else:
+            raise AssertionError(bad)
+    print("estimators ok")
+    """
+)
+
+
+def test_estimators_with_devices_equal_one_device():
+    assert "estimators ok" in _run(ESTIMATORS_ON_EIGHT_DEVICES)
+
+
+def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
+    tmp_path, monkeypatch
+):
+    import tracemalloc
+
+    from jaxem import _chunk_sources
+    from jaxem.estimators import _streaming
+
+    x = _blobs(n=200_003, d=8, seed=5)
+    w = np.random.default_rng(6).integers(0, 3, len(x)).astype(float)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    kw = dict(
+        n_components=2,
+        weights_init=[0.5, 0.5],
+        means_init=x[:2],
+        precisions_init=np.stack([np.eye(8)] * 2),
+        max_iter=200,
+        tol=1e-8,
+    )
+    in_memory = jaxem.GaussianMixture(**kw).fit(x, sample_weight=w)
+    reads = []
+    real_read = _chunk_sources.read_rows
+
+    def spy(array, start, stop):
+        reads.append((stop - start, _chunk_sources._mapped_file(array)))
+        return real_read(array, start, stop)
+
+    monkeypatch.setattr(_chunk_sources, "read_rows", spy)
+    streamed = jaxem.GaussianMixture(**kw, chunk_rows=10_000)
+    streamed.fit(mapped, sample_weight=w)  # compiles
+    tracemalloc.start()
+    streamed.fit(mapped, sample_weight=w)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        np.testing.assert_allclose(
+            getattr(streamed, name), getattr(in_memory, name), rtol=1e-10
+        )
+    assert streamed.n_iter_ == in_memory.n_iter_ and streamed.converged_
+    assert not streamed.collapsed_.any()
+    # Every read is one chunk, by a plain read of the file; the fit's host
+    # memory peak (a few chunks in flight, their padded copies, the weights)
+    # stays well under the array: 12.8 MB, a chunk 0.64 MB, the weights 1.6 MB.
+    assert max(rows for rows, _ in reads) == 10_000
+    assert all(plain for _, plain in reads)
+    assert sum(rows for rows, _ in reads) >= 2 * len(x) * streamed.n_iter_
+    assert peak < x.nbytes / 2, peak
+
+    # A memory map over STREAM_BYTES streams without chunk_rows.
+    monkeypatch.setattr(_streaming, "STREAM_BYTES", 1 << 20)
+    reads.clear()
+    auto = jaxem.GaussianMixture(**kw).fit(mapped, sample_weight=w)
+    assert reads and max(rows for rows, _ in reads) == _streaming.DEFAULT_CHUNK_ROWS
+    np.testing.assert_allclose(auto.means_, in_memory.means_, rtol=1e-10)
+    with pytest.raises(ValueError, match="devices"):
+        jaxem.GaussianMixture(2, chunk_rows=100, devices=1).fit(mapped)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        jaxem.GaussianMixture(2, chunk_rows=0).fit(mapped)

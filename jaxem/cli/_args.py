@@ -101,6 +101,9 @@ examples:
   jaxem fit coins heads.csv --n-trials 10       # one column of head counts
   jaxem fit hmm rolls.csv --emission categorical --columns roll --states 2
   jaxem fit hmm signal.csv --sequence-column run --states 3 --predict states.csv
+  jaxem fit gmm huge.npy -k 8 --chunk-rows 250000   # streamed, never loaded
+  jaxem fit gmm points.npy --coordinator 10.0.0.1:1234 --num-processes 2 \\
+      --process-id 0                            # on each host, its own id
 
 FILE is .csv (a header row of names is optional; '#' starts a comment line; an
 unnamed first column, as pandas writes its index, is skipped) or .npy (a 1-D
@@ -218,6 +221,7 @@ def _add_fit(sub) -> None:
     )
     _data_options(fit)
     _fit_options(fit)
+    _scale_options(fit)
     fit.add_argument("--out", metavar="MODEL.npz", help="save the fitted model")
     fit.add_argument(
         "--plot",
@@ -280,6 +284,61 @@ def _fit_options(fit) -> None:
     _seed_option(fit)
     fit.add_argument(
         "--float32", action="store_true", help="compute in float32 (default: float64)"
+    )
+
+
+# ------------------------------------------------- scale-out (docs/scale.md)
+MAX_PROCESSES = 65536
+MAX_CHUNK_ROWS = 2**31 - 1
+
+
+def coordinator(text: str) -> str:
+    """``HOST:PORT`` of the ``jax.distributed`` coordinator, or ``auto``.
+
+    Examples:
+        >>> coordinator("10.0.0.1:1234")
+        '10.0.0.1:1234'
+        >>> coordinator("10.0.0.1")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected HOST:PORT (or auto), got '10.0.0.1'
+    """
+    if text == "auto":
+        return text
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (or auto), got {text!r}")
+    return text
+
+
+def _scale_options(fit) -> None:
+    fit.add_argument(
+        "--chunk-rows",
+        type=integer(1, MAX_CHUNK_ROWS, "2**31 - 1"),
+        metavar="N",
+        help="gmm on a .npy FILE: stream it N rows at a time through exact EM "
+        "instead of loading it (for files larger than memory)",
+    )
+    fit.add_argument(
+        "--coordinator",
+        type=coordinator,
+        metavar="HOST:PORT",
+        help="run as one of several processes under jax.distributed (start the "
+        "same command on every host, with --num-processes and --process-id); "
+        "'auto' reads them from SLURM, Cloud TPU or Kubernetes",
+    )
+    fit.add_argument(
+        "--num-processes",
+        type=integer(1, MAX_PROCESSES),
+        metavar="P",
+        help="with --coordinator: the number of processes",
+    )
+    fit.add_argument(
+        "--process-id",
+        type=integer(0, MAX_PROCESSES - 1),
+        metavar="I",
+        help="with --coordinator: this process's index, 0 to P - 1 (process 0 "
+        "prints and writes the outputs)",
     )
 
 

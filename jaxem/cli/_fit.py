@@ -14,13 +14,21 @@ from typing import Any
 
 import numpy as np
 
-from . import _plots, _print, _read
+from . import _plots, _print, _read, _scale
 from ._args import PROG, UsageError
 from ._run import compiling, timed_fit, want_progress
 
 
 def run(args) -> int:
     """Run ``jaxem fit`` with parsed ``args``; returns the exit status."""
+    _scale.check(args)  # --chunk-rows, --coordinator (docs/scale.md)
+    if args.chunk_rows is not None:
+        return _scale.run_streamed(args)
+    with _scale.distributed(args):
+        return _run(args)
+
+
+def _run(args) -> int:
     for path, option in ((args.out, "--out"), (args.predict, "--predict")):
         _check_output(path, option)
     if args.plot:
@@ -99,6 +107,7 @@ def _read_data(args):
 
 def _kwargs(args, max_iter_name: str) -> dict[str, Any]:
     kw: dict[str, Any] = {"random_state": args.seed, max_iter_name: args.max_iter}
+    kw.update(_scale.estimator_options(args))
     if args.tol is not None:
         kw["tol"] = args.tol
     return kw

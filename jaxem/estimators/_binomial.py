@@ -57,6 +57,8 @@ class BinomialMixture(MixtureEstimator):
             (K,) arrays, each >= 1; ``(1, 1)`` (the default) is no prior.
             With a prior, ``lower_bound_``/``lower_bounds_`` are the average
             log-posterior per sample (``docs/priors.md``).
+        devices: as for :class:`GaussianMixture` (shards the rows over
+            devices; the same fit as on one device).
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -109,6 +111,7 @@ class BinomialMixture(MixtureEstimator):
         verbose=0,
         weights_prior=1.0,
         p_prior=(1.0, 1.0),
+        devices=None,
     ):
         self.n_components = n_components
         self.n_trials = n_trials
@@ -123,6 +126,7 @@ class BinomialMixture(MixtureEstimator):
         self.verbose = verbose
         self.weights_prior = weights_prior
         self.p_prior = p_prior
+        self.devices = devices
 
     def _model(self, n_features=None):
         if n_features is None:

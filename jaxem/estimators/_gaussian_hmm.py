@@ -53,6 +53,11 @@ class GaussianHMM(BaseHMM):
             ``"parallel"`` (that form whatever the backend; the parallel one
             is much faster for long sequences on a GPU, slower on a CPU).
         n_init: number of restarts (best log-likelihood wins), vmapped.
+        devices: None (the default device), ``"all"``, an int n (the first
+            n of ``jax.devices()``) or a list of jax devices or device ids:
+            the fit shards the data along the sequence axis over them
+            (``jaxem.shard``) and equals the one-device fit; see docs/scale.md
+            (give a count or ids to an estimator that scikit-learn clones).
 
     Attributes:
         startprob_: (K,) initial state probabilities.
@@ -117,6 +122,7 @@ class GaussianHMM(BaseHMM):
         init_params="stmc",
         implementation="log",
         n_init=1,
+        devices=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -136,6 +142,7 @@ class GaussianHMM(BaseHMM):
         self.init_params = init_params
         self.implementation = implementation
         self.n_init = n_init
+        self.devices = devices
 
     # ------------------------------------------------------- hmmlearn's API
     @property

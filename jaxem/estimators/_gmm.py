@@ -13,7 +13,7 @@ from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..models import _gmm
-from . import _base
+from . import _base, _streaming
 from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
 __all__ = ["CollapsedComponentWarning", "GaussianMixture"]
@@ -96,6 +96,16 @@ class GaussianMixture(MixtureEstimator):
             average log-posterior (log-likelihood + log-prior, per sample), the
             objective EM then maximises; ``log_likelihood_`` stays the
             log-likelihood.
+        devices: None (the default device), ``"all"``, an int n (the first
+            n of ``jax.devices()``) or a list of jax devices or device ids:
+            the fit shards the data along the observation axis over them
+            (``jaxem.shard``) and equals the one-device fit; see docs/scale.md
+            (give a count or ids to an estimator that scikit-learn clones).
+        chunk_rows: None, or stream X through exact EM this many rows at a
+            time (``jaxem.fit_chunked``) instead of holding it in memory; a
+            ``numpy.memmap`` X over 256 MiB streams by itself (65536 rows a
+            chunk). Same iterates as in memory; initialisation on a sample of
+            ``chunk_rows`` rows (see docs/scale.md).
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -145,6 +155,7 @@ class GaussianMixture(MixtureEstimator):
         "means_weight": [Interval(Real, 0.0, None, closed="left"), "array-like"],
         "covars_prior": [Interval(Real, 0.0, None, closed="left"), "array-like"],
         "covars_weight": [Interval(Real, 0.0, None, closed="left"), "array-like"],
+        "chunk_rows": [None, Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -169,6 +180,8 @@ class GaussianMixture(MixtureEstimator):
         means_weight=0.0,
         covars_prior=0.0,
         covars_weight=1.0,
+        devices=None,
+        chunk_rows=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -189,6 +202,8 @@ class GaussianMixture(MixtureEstimator):
         self.means_weight = means_weight
         self.covars_prior = covars_prior
         self.covars_weight = covars_weight
+        self.devices = devices
+        self.chunk_rows = chunk_rows
 
     def _model(self, n_features):
         return _gmm.gaussian_mixture(
@@ -245,6 +260,8 @@ class GaussianMixture(MixtureEstimator):
             ValueError: bad arguments or X; ill-defined covariances (increase
                 ``reg_covar``).
         """
+        if _streaming.streams(self, X):  # larger than memory: exact EM in chunks
+            return _streaming.fit(self, X, sample_weight, CollapsedComponentWarning)
         super().fit(X, y, sample_weight)
         if self.n_iter_ > 0:
             X = _base.validate_X(self, X, reset=False).astype(self._fit_dtype)

@@ -28,7 +28,7 @@ from .. import _buckets, _model, constraints
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
 from .._latent import _markov_chain
-from . import _base
+from . import _base, _devices
 from ._hmm_sequences import (
     ConvergenceMonitor,
     check_prior,
@@ -91,6 +91,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         "init_params": [str],
         "implementation": [StrOptions(set(IMPLEMENTATIONS))],
         "n_init": [_base.RESTARTS],
+        "devices": _devices.CONSTRAINT,
     }
 
     def __sklearn_tags__(self):
@@ -116,6 +117,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         k = self.n_components
         check_prior("startprob_prior", self.startprob_prior, (k,), minimum=0)
         check_prior("transmat_prior", self.transmat_prior, (k, k), minimum=0)
+        _devices.resolve(getattr(self, "devices", None))  # before compiling
 
     def _frozen(self) -> tuple[str, ...]:
         return tuple(
@@ -306,8 +308,21 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
             if self.verbose
             else contextlib.nullcontext()
         )
+        devices = _devices.resolve(getattr(self, "devices", None))
         with progress as callback:
-            if self.n_init == 1:  # concrete data: fit pads to a size bucket
+            if devices is not None:  # each device runs its own sequences
+                data, lengths = _devices.shard_sequences(data, lengths, devices)
+                results = _base.fit_restarts(
+                    model,
+                    params0,
+                    data,
+                    None,
+                    lengths,
+                    tol,
+                    callback=callback,
+                    **kwargs,
+                )
+            elif self.n_init == 1:  # concrete data: fit pads to a size bucket
                 result = _fitmod.fit(
                     model,
                     _base.take(params0, 0),

@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import Interval
 from .. import _buckets
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
-from . import _base
+from . import _base, _devices
 
 
 class CollapsedComponentWarning(UserWarning):
@@ -56,6 +56,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
         "random_state": _base.RANDOM_STATE,
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
+        "devices": _devices.CONSTRAINT,
     }
 
     # ----------------------------------------------------------------- fitting
@@ -88,6 +89,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
 
     def _em(self, X, w, warm):
         dtype = X.dtype
+        devices = _devices.resolve(getattr(self, "devices", None))
         data = jnp.asarray(self._to_data(X))
         weights = _base.as_jax(w)
         model = self._model(X.shape[1])
@@ -111,6 +113,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
             self._set_initialisation(jax.tree.map(lambda a: np.asarray(a[0]), params0))
             return
         model.latent.validate(model, data, weights)
+        if devices is not None:  # the E-step runs where the rows live
+            data, weights = _devices.shard_observations(data, weights, devices)
         progress = (
             _base.progress_printer(self._name, max_iter)
             if self.verbose

@@ -22,8 +22,8 @@ class PoissonHMM(BaseHMM):
         transmat_prior: Dirichlet concentrations, a number or (K, K).
         lambdas_prior, lambdas_weight: hmmlearn's gamma prior on the rates,
             numbers or arrays broadcastable to (K, n_features), >= 0.
-        algorithm, random_state, n_iter, tol, verbose, implementation, n_init:
-            as for :class:`GaussianHMM`.
+        algorithm, random_state, n_iter, tol, verbose, implementation, n_init,
+        devices: as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``l`` (lambdas).
 
     Attributes:
@@ -69,6 +69,7 @@ class PoissonHMM(BaseHMM):
         init_params="stl",
         implementation="log",
         n_init=1,
+        devices=None,
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -84,6 +85,7 @@ class PoissonHMM(BaseHMM):
         self.init_params = init_params
         self.implementation = implementation
         self.n_init = n_init
+        self.devices = devices
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,0 +1,142 @@
+"""``GaussianMixture.fit`` over data larger than memory: exact EM in chunks.
+
+When the estimator has ``chunk_rows`` set, or X is a ``numpy.memmap`` (as
+``np.load(path, mmap_mode="r")`` returns) of more than :data:`STREAM_BYTES`,
+``fit`` never holds X in memory: every EM iteration streams X through
+:func:`jaxem.fit_chunked` ``chunk_rows`` rows at a time (rows of a memory map
+are read from its file with plain reads, so the mapped pages do not pile up in
+the process). The iterates are those of the in-memory fit from the same start
+(the same stopping rule, ``lower_bounds_``, ``converged_``), and the fitted
+attributes are the same.
+
+What differs from the in-memory fit, on purpose:
+
+- initialisation (``init_params``) runs on a sample of ``chunk_rows`` rows
+  spread evenly over X, not on all of X (explicit ``weights_init``,
+  ``means_init`` and ``precisions_init`` need no data and start exactly as in
+  memory);
+- restarts run one after the other, each streaming X;
+- a warm start continues from the fitted parameters without scikit-learn's
+  comparison of its first lower bound with the previous one;
+- ``collapsed_`` is read from the fitted weights (a component whose weight
+  is within round-off of 0), not from one more pass over X;
+- ``devices`` cannot be combined with streaming.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _chunk_sources, _chunked
+from . import _base
+
+STREAM_BYTES = 256 * 2**20
+"""A ``numpy.memmap`` X larger than this (256 MiB) streams even without
+``chunk_rows``."""
+
+DEFAULT_CHUNK_ROWS = 65536
+"""Rows per chunk when a memory map streams without ``chunk_rows``."""
+
+
+def streams(estimator, X) -> bool:
+    """True when ``fit`` should stream X in chunks."""
+    if estimator.chunk_rows is not None:
+        return True
+    return isinstance(X, np.memmap) and X.nbytes > STREAM_BYTES
+
+
+def fit(estimator, X, sample_weight, warning_category):
+    """Fit ``estimator`` (a ``GaussianMixture``) by exact EM streamed in chunks."""
+    estimator._validate_params()
+    if estimator.devices is not None:
+        raise ValueError(
+            "devices: a streamed fit (chunk_rows, or a memory-mapped X over "
+            f"{STREAM_BYTES >> 20} MiB) runs on one device; give devices=None"
+        )
+    if not isinstance(X, np.ndarray):  # lists, DataFrames: already in memory
+        X = _base.validate_X(estimator, X, reset=True, ensure_min_samples=2)
+    if X.ndim != 2:
+        raise ValueError(
+            f"X: expected a 2-D array (n_samples, n_features), got {X.shape}"
+        )
+    # scikit-learn's checks of shape and dtype on two rows; every chunk is
+    # checked for finite values as it streams.
+    head = _base.validate_X(estimator, X[:2], reset=True, ensure_min_samples=2)
+    dtype, n = head.dtype, X.shape[0]
+    _base.check_n_components(estimator.n_components, n)
+    estimator._check_parameters(head)
+    w = _base.sample_weights(sample_weight, X)
+    rows = int(estimator.chunk_rows or DEFAULT_CHUNK_ROWS)
+
+    def chunks():
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            x = _chunk_sources.read_rows(X, start, stop).astype(dtype, copy=False)
+            yield _chunk_sources.Batch(x, None if w is None else w[start:stop])
+
+    with _base.precision_for(dtype):
+        params0 = _initial_params(estimator, X, w, dtype, rows)
+        if estimator.max_iter == 0:
+            estimator._set_initialisation(
+                jax.tree.map(lambda a: np.asarray(a[0]), params0)
+            )
+            return estimator
+        model = estimator._model(X.shape[1])
+        progress = (
+            _base.progress_printer(estimator._name, estimator.max_iter)
+            if estimator.verbose
+            else contextlib.nullcontext()
+        )
+        results = []
+        with progress as callback:
+            for r in range(jax.tree.leaves(params0)[0].shape[0]):
+                results.append(
+                    _chunked.fit_chunked(
+                        model,
+                        _base.take(params0, r),
+                        chunks,
+                        max_iter=estimator.max_iter,
+                        tol=float(estimator.tol),
+                        callback=callback,
+                    )
+                )
+        stacked = jax.tree.map(
+            lambda *a: np.stack([np.asarray(v) for v in a]), *results
+        )
+        n_obs = float(n if w is None else w.sum())
+        estimator._keep_best(stacked, n_obs, head, False)
+    estimator._fit_dtype = dtype
+    weights = np.asarray(estimator.weights_)
+    estimator.collapsed_ = weights <= 10 * np.finfo(weights.dtype).eps
+    if estimator.collapsed_.any():
+        which = np.flatnonzero(estimator.collapsed_).tolist()
+        warnings.warn(
+            f"GaussianMixture: component(s) {which} ended with no data "
+            "(a weight within round-off of 0).",
+            warning_category,
+            stacklevel=3,
+        )
+    return estimator
+
+
+def _initial_params(estimator, X, w, dtype, rows):
+    """(R, ...) initial parameters: the fitted ones (warm start), or drawn from
+    an evenly spread sample of ``rows`` rows of X."""
+    if estimator.warm_start and hasattr(estimator, "converged_"):
+        params = estimator._attributes_to_params(dtype)
+        return jax.tree.map(lambda a: jnp.asarray(a)[None], params)
+    n = X.shape[0]
+    if len(estimator._inits) == 3:  # explicit starts: no data needed
+        index = np.arange(min(n, estimator.n_components))
+    else:
+        index = np.unique(np.linspace(0, n - 1, min(n, rows)).astype(np.int64))
+    sample = jnp.asarray(np.asarray(X[index], dtype))
+    weights = None if w is None else jnp.asarray(w[index])
+    key = _base.check_random_state(estimator.random_state)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(estimator.n_init))
+    return jax.vmap(lambda k: estimator._init_params(k, sample, weights))(keys)

@@ -167,8 +167,13 @@ class MarkovChain:
         return log_init, log_trans, log_emit
 
     # -------------------------------------------------------------- E-step
-    def e_step(self, model, params, data, weights=None, lengths=None) -> EStep:
+    def e_step(
+        self, model, params, data, weights=None, lengths=None, evidence=None
+    ) -> EStep:
         """Posterior marginals, transition counts and log-likelihoods.
+
+        ``evidence``: optional (B, T, K) log-evidence added to the emission
+        log-potentials (``jaxem._evidence``); ignored at padded steps.
 
         Returns:
             ``EStep(ChainPosterior, total weighted log-likelihood, (B,)
@@ -178,6 +183,9 @@ class MarkovChain:
         valid = _valid_mask(data, lengths)
         data = data if lengths is None else _fill_padding(data, valid)
         log_init, log_trans, log_emit = self.log_factors(model, params, data)
+        if evidence is not None:
+            evidence = jnp.asarray(evidence).astype(log_emit.dtype)
+            log_emit = log_emit + jnp.where(valid[..., None], evidence, 0.0)
 
         def one(emit, mask):
             if self.parallel:

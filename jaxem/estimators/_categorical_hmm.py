@@ -34,7 +34,8 @@ class CategoricalHMM(BaseHMM):
         emissionprob_prior: Dirichlet concentrations, a number or (K, M).
         n_features: number of symbols M (None: X.max() + 1 at each fit; the
             number used is ``n_features_``).
-        algorithm, random_state, n_iter, tol, verbose, implementation, n_init:
+        algorithm, random_state, n_iter, tol, verbose, implementation, n_init,
+        accelerate:
             as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``e`` (emissionprob).
 
@@ -78,6 +79,7 @@ class CategoricalHMM(BaseHMM):
         init_params="ste",
         implementation="log",
         n_init=1,
+        accelerate=None,
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -93,6 +95,7 @@ class CategoricalHMM(BaseHMM):
         self.init_params = init_params
         self.implementation = implementation
         self.n_init = n_init
+        self.accelerate = accelerate
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

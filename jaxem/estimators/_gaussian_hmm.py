@@ -50,6 +50,8 @@ class GaussianHMM(BaseHMM):
             run jaxem's sequential forward-backward) or ``"parallel"`` (the
             ``lax.associative_scan`` form, for long sequences on a GPU).
         n_init: number of restarts (best log-likelihood wins), vmapped.
+        accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
+            SQUAREM; ``monitor_.iter`` then counts cycles of three EM steps).
 
     Attributes:
         startprob_: (K,) initial state probabilities.
@@ -84,6 +86,7 @@ class GaussianHMM(BaseHMM):
 
     _name = "GaussianHMM"
     _letters = {"s": "startprob", "t": "transmat", "m": "means", "c": "covars"}
+    _label_letter = "m"  # fit(..., states=...): labelled states' means start
     _parameter_constraints = {
         **BaseHMM._parameter_constraints,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
@@ -114,6 +117,7 @@ class GaussianHMM(BaseHMM):
         init_params="stmc",
         implementation="log",
         n_init=1,
+        accelerate=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -133,6 +137,7 @@ class GaussianHMM(BaseHMM):
         self.init_params = init_params
         self.implementation = implementation
         self.n_init = n_init
+        self.accelerate = accelerate
 
     # ------------------------------------------------------- hmmlearn's API
     @property
@@ -259,6 +264,11 @@ class GaussianHMM(BaseHMM):
             self.n_components,
             means.shape[1],
         )
+
+    def _se_to_attributes(self, se):
+        k, d = self.n_components, np.shape(self.means_)[1]
+        covars = _full_covars(se.pop("covars"), self.covariance_type, k, d)
+        return {**se, "covars": covars}
 
     def _after_fit(self):
         cov = np.asarray(self.covars_)

@@ -22,7 +22,8 @@ class PoissonHMM(BaseHMM):
         transmat_prior: Dirichlet concentrations, a number or (K, K).
         lambdas_prior, lambdas_weight: hmmlearn's gamma prior on the rates,
             numbers or arrays broadcastable to (K, n_features), >= 0.
-        algorithm, random_state, n_iter, tol, verbose, implementation, n_init:
+        algorithm, random_state, n_iter, tol, verbose, implementation, n_init,
+        accelerate:
             as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``l`` (lambdas).
 
@@ -69,6 +70,7 @@ class PoissonHMM(BaseHMM):
         init_params="stl",
         implementation="log",
         n_init=1,
+        accelerate=None,
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -84,6 +86,7 @@ class PoissonHMM(BaseHMM):
         self.init_params = init_params
         self.implementation = implementation
         self.n_init = n_init
+        self.accelerate = accelerate
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -101,6 +101,7 @@ examples:
   jaxem fit coins heads.csv --n-trials 10       # one column of head counts
   jaxem fit hmm rolls.csv --emission categorical --columns roll --states 2
   jaxem fit hmm signal.csv --sequence-column run --states 3 --predict states.csv
+  jaxem fit gmm cells.csv -k 3 --labels type --accelerate squarem --standard-errors
 
 FILE is .csv (a header row of names is optional; '#' starts a comment line; an
 unnamed first column, as pandas writes its index, is skipped) or .npy (a 1-D
@@ -218,6 +219,7 @@ def _add_fit(sub) -> None:
     )
     _data_options(fit)
     _fit_options(fit)
+    _beyond_em_options(fit)
     fit.add_argument("--out", metavar="MODEL.npz", help="save the fitted model")
     fit.add_argument(
         "--plot",
@@ -280,6 +282,27 @@ def _fit_options(fit) -> None:
     _seed_option(fit)
     fit.add_argument(
         "--float32", action="store_true", help="compute in float32 (default: float64)"
+    )
+
+
+def _beyond_em_options(fit) -> None:
+    """Semi-supervised labels, SQUAREM and standard errors (docs/labels.md)."""
+    fit.add_argument(
+        "--labels",
+        metavar="COL",
+        help="column of known components / states (0..K-1; -1 or nan: "
+        "unknown): a semi-supervised fit; the column is not a feature",
+    )
+    fit.add_argument(
+        "--accelerate",
+        choices=["squarem"],
+        help="accelerate EM with SQUAREM (same optimum, fewer EM steps)",
+    )
+    fit.add_argument(
+        "--standard-errors",
+        action="store_true",
+        help="also print the fitted parameters' standard errors (observed "
+        "information, by autodiff)",
     )
 
 

@@ -81,6 +81,10 @@ def test_fully_labelled_estimators_equal_the_supervised_mle():
         cov = np.cov(x[z == k].T, bias=True)
         np.testing.assert_allclose(gm.covariances_[k], cov, atol=1e-10)
     np.testing.assert_allclose(gm.weights_, np.bincount(z) / len(z), atol=1e-10)
+    restarts = jaxem.GaussianMixture(
+        K, reg_covar=0.0, n_init=3, semi_supervised=True, random_state=1
+    ).fit(x, z)
+    np.testing.assert_allclose(restarts.means_, gm.means_, atol=1e-10)
 
     heads = np.random.default_rng(0).binomial(10, np.where(z == 1, 0.8, 0.3))
     bm = jaxem.BinomialMixture(K, n_trials=10, semi_supervised=True)

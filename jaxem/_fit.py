@@ -14,6 +14,7 @@ import optax
 from . import (
     _buckets,
     _compile_cache,
+    _evidence,
     _fit_args,
     _model_checks,
     _mstep,
@@ -120,8 +121,13 @@ def has_converged(log_likelihood, previous, num_observations, tol):
     return jnp.abs(log_likelihood - previous) < tol * num_observations
 
 
-def _e_step(model, params, data, weights, lengths, mask=None) -> EStep:
-    estep = model.latent.e_step(model, params, data, weights, lengths)
+def _e_step(model, params, data, weights, lengths, mask=None, evidence=None) -> EStep:
+    if evidence is None:
+        estep = model.latent.e_step(model, params, data, weights, lengths)
+    else:
+        estep = model.latent.e_step(
+            model, params, data, weights, lengths, evidence=evidence
+        )
     if mask is None:
         return estep
 
@@ -267,6 +273,7 @@ def fit_loop(
     callback,
     step=None,
     step_state=None,
+    evidence=None,
 ):
     """The traceable EM loop behind :func:`fit` (history of ``history_size``).
 
@@ -276,10 +283,11 @@ def fit_loop(
     first); it must not lower the objective (:func:`objective`).
 
     ``max_iter`` and ``tol`` are traced: a new value reuses the program.
-    ``mask`` (None or (N,) bool) marks the real rows of padded data.
+    ``mask`` (None or (N,) bool) marks the real rows of padded data;
+    ``evidence`` is the (padded) ``latent_evidence`` or None.
     """
     n = model.latent.num_observations(data, weights, lengths)
-    estep0 = _e_step(model, params0, data, weights, lengths, mask)
+    estep0 = _e_step(model, params0, data, weights, lengths, mask, evidence)
     dtype = estep0.log_likelihood.dtype
     obj0 = objective(model, params0, estep0.log_likelihood)
     nonfinite = ~jnp.isfinite(obj0) | ~_all_finite(params0)
@@ -314,7 +322,7 @@ def fit_loop(
                 optimizer=m_step_optimizer,
                 num_iters=m_step_iters,
             )
-            estep = _e_step(model, params, data, weights, lengths, mask)
+            estep = _e_step(model, params, data, weights, lengths, mask, evidence)
             aux = s.aux
         else:
             params, estep, aux = step(s.params, s.estep, s.aux)
@@ -377,6 +385,7 @@ def fit(
     callback: Callable[[Any, Any], None] | None = None,
     gradient_norm: bool = False,
     accelerate: str | None = None,
+    latent_evidence: Any = None,
 ) -> FitResult:
     """Fit ``model`` by EM from ``params0``, as one compiled ``lax.while_loop``.
 
@@ -418,6 +427,13 @@ def fit(
             lower the log-likelihood), so the history stays non-decreasing and
             slow EMs converge in far fewer M-steps. ``n_iter`` then counts
             cycles of three M-steps each.
+        latent_evidence: optional log-evidence on the latent values, added to
+            the log-joint before normalising: (N, K) per observation
+            (``Categorical``), (B, T, K) per step (``MarkovChain``). ``-inf``
+            clamps a value out (a label), 0 leaves it free, finite values are
+            soft labels. The log-likelihood reported (and maximised) is then
+            ``log p(x, evidence)`` (see ``docs/labels.md``). Not with
+            ``gradient_norm``; continuous latents take none.
 
     Returns:
         A :class:`FitResult`; ``history`` has shape (max_iter,). Integer or
@@ -469,8 +485,12 @@ def fit(
         callback,
         gradient_norm,
     )
+    evidence = _evidence.check(model, latent_evidence, data)
+    if evidence is not None and gradient_norm:
+        raise ValueError("gradient_norm: not available with latent_evidence")
     _compile_cache.enable()
     padded = _pad(model, params0, data, weights, lengths)
+    evidence = _evidence.pad(evidence, padded.data, model.latent.num_batch_axes)
     # On what the loop will see (padded rows carry weights): one check per
     # model and shape class, also under a user's jit or vmap (trace time only).
     _model_checks.check_model(
@@ -499,6 +519,7 @@ def fit(
         m_step_iters=m_step_iters,
         frozen=frozen,
         callback=callback,
+        evidence=evidence,
     )
     result = result._replace(
         history=_buckets.take(result.history, (Ellipsis, slice(max_iter)))
@@ -511,8 +532,13 @@ def fit(
     return result
 
 
-def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
+def posterior(
+    model: LatentModel, params: Any, data: Any, *, lengths=None, latent_evidence=None
+):
     """Posterior of the latent variables under ``params``.
+
+    ``latent_evidence``: optional (N, K) or (B, T, K) log-evidence on the
+    latent values (as in :func:`fit`): the posterior given the data and it.
 
     Returns:
         ``Categorical``: (N, K) responsibilities whose rows sum to 1.
@@ -531,11 +557,18 @@ def posterior(model: LatentModel, params: Any, data: Any, *, lengths=None):
         True
     """
     data = _fit_args.check_inference_args(model, params, data, None, lengths)
-    return e_step(model, params, data, lengths=lengths).posterior
+    evidence = _evidence.check(model, latent_evidence, data)
+    return e_step(model, params, data, lengths=lengths, evidence=evidence).posterior
 
 
 def log_likelihood(
-    model: LatentModel, params: Any, data: Any, *, weights=None, lengths=None
+    model: LatentModel,
+    params: Any,
+    data: Any,
+    *,
+    weights=None,
+    lengths=None,
+    latent_evidence=None,
 ) -> jax.Array:
     """Total (weighted) log marginal likelihood ``sum_n log p(x_n | params)``.
 
@@ -544,6 +577,9 @@ def log_likelihood(
         data: (N, ...) observations, or (B, T, ...) sequences for chains.
         weights: optional (N,) (or (B,)) non-negative weights.
         lengths: (B,) valid lengths of padded sequences (chains only).
+        latent_evidence: optional (N, K) or (B, T, K) log-evidence on the
+            latent values (as in :func:`fit`); the result is then
+            ``log p(x, evidence)``.
 
     Returns:
         A scalar.
@@ -557,21 +593,32 @@ def log_likelihood(
         True
     """
     data = _fit_args.check_inference_args(model, params, data, weights, lengths)
-    return e_step(model, params, data, weights=weights, lengths=lengths).log_likelihood
+    evidence = _evidence.check(model, latent_evidence, data)
+    return e_step(
+        model, params, data, weights=weights, lengths=lengths, evidence=evidence
+    ).log_likelihood
 
 
-def e_step(model, params, data, *, weights=None, lengths=None) -> EStep:
+def e_step(model, params, data, *, weights=None, lengths=None, evidence=None) -> EStep:
     """A compiled E-step for concrete data, padded to a size bucket.
 
     The program is compiled once per model and size bucket; the posterior and
     the per-item log-likelihoods of the real rows (sequences) are returned.
+    ``evidence``: checked ``latent_evidence`` (``jaxem._evidence``) or None.
     """
     _compile_cache.enable()
     if isinstance(model.latent, (MarkovChain, GaussianChain)):
         data = _markov_chain._as_batch(model, data)
     padded = _pad(model, params, data, weights, lengths)
+    evidence = _evidence.pad(evidence, padded.data, model.latent.num_batch_axes)
     estep = _e_step_jit(
-        model, params, padded.data, padded.weights, padded.lengths, padded.mask
+        model,
+        params,
+        padded.data,
+        padded.weights,
+        padded.lengths,
+        padded.mask,
+        evidence,
     )
     if padded.num_rows is None:
         return estep

@@ -40,7 +40,7 @@ def squarem_loop(
 ):
     """The traceable SQUAREM loop: ``fit_loop``'s contract and keyword options
     (``history_size``, ``m_step_optimizer``, ``m_step_iters``, ``frozen``,
-    ``callback``), one SQUAREM cycle an iteration.
+    ``callback``, ``evidence``), one SQUAREM cycle an iteration.
 
     ``history[i]`` is the log-likelihood after i cycles; ``n_iter`` counts
     cycles (each :data:`M_STEPS_PER_CYCLE` EM evaluations).
@@ -54,8 +54,10 @@ def squarem_loop(
     def from_u(u):
         return _constraints.from_unconstrained(cons, unravel(u), params0)
 
+    evidence = options.get("evidence")
+
     def e_step(params):
-        return _fit._e_step(model, params, data, weights, lengths, mask)
+        return _fit._e_step(model, params, data, weights, lengths, mask, evidence)
 
     def em(params, estep):
         new = _mstep.m_step_traced(

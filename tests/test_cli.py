@@ -725,3 +725,70 @@ def test_fit_under_jax_distributed_equals_one_process(tmp_path):
         np.testing.assert_allclose(
             getattr(two, name), getattr(single, name), rtol=1e-10
         )
+# ------------------------------------- labels, SQUAREM and standard errors
+def _labelled_csv(path):
+    """GMM_ROWS with a ``kind`` column: the true component of every 5th row,
+    -1 or nan elsewhere."""
+    lines = GMM_ROWS.splitlines()
+    rows = [lines[0] + ",kind"]
+    for i, line in enumerate(lines[1:]):
+        label = str(i // 25) if i % 5 == 0 else ("nan" if i % 2 else "-1")
+        rows.append(f"{line},{label}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_fit_gmm_labels_accelerate_standard_errors(capsys, tmp_path):
+    path = _labelled_csv(tmp_path / "labelled.csv")
+    code, out, err = run(
+        capsys,
+        "fit",
+        "gmm",
+        path,
+        "--labels",
+        "kind",
+        "--accelerate",
+        "squarem",
+        "--standard-errors",
+        "--out",
+        tmp_path / "m.npz",
+    )
+    assert code == 0, err
+    assert "columns x, y)" in out  # the labels column is not a feature
+    assert "standard errors" in out and "means_" in out
+    est = jaxem.load(tmp_path / "m.npz")
+    assert est.semi_supervised and est.accelerate == "squarem"
+    # labelled component 0 is the one near (0, 0), component 1 near (6, 6)
+    assert est.means_[0, 0] < 3 < est.means_[1, 0]
+    code, out, err = run(capsys, "show", tmp_path / "m.npz")
+    assert code == 0 and "accelerate='squarem'" in out
+
+
+def test_fit_hmm_states_column(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    z = (np.arange(80) // 20) % 2
+    x = rng.normal(np.where(z == 1, 3.0, 0.0), 1.0)
+    known = np.where(np.arange(80) % 10 == 0, z, -1)
+    path = tmp_path / "signal.csv"
+    path.write_text(
+        "x,state\n" + "".join(f"{a:.4f},{s}\n" for a, s in zip(x, known, strict=True))
+    )
+    code, out, err = run(
+        capsys, "fit", "hmm", path, "--labels", "state", "--standard-errors"
+    )
+    assert code == 0, err
+    assert "transmat_" in out and "startprob_" in out
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--labels", "nope"], "no column 'nope'"),
+        (["--labels", "x"], "--labels: row 2, column 'x' is"),
+        (["--labels", "kind", "--columns", "x,kind"], "must not include the --labels"),
+        (["--accelerate", "fast"], "invalid choice: 'fast'"),
+    ],
+)
+def test_bad_labels_and_accelerate(capsys, tmp_path, extra, match):
+    path = _labelled_csv(tmp_path / "labelled.csv")
+    _one_line_error(capsys, "fit", "gmm", path, *extra, match=match)

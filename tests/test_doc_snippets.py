@@ -12,6 +12,7 @@ PAGES = [
     "online.md",
     "standard-errors-and-acceleration.md",
     "priors.md",
+    "labels.md",
 ]
 
 

@@ -2,7 +2,9 @@
 
 A latent structure is a small frozen dataclass with ``num_values`` and:
 
-- ``e_step(model, params, data, weights, lengths) -> EStep``
+- ``e_step(model, params, data, weights, lengths) -> EStep``; a discrete
+  structure also takes ``evidence=`` (a log-table of its shape, added to the
+  log-joint before normalising: ``jaxem._evidence``)
 - ``expected_log_joint(model, params, data, posterior, weights, lengths) -> Q``
 - ``num_observations(data, weights, lengths)``: the count ``tol`` is relative to
 - ``validate(model, data, weights, lengths)``: host-side ``ValueError`` checks

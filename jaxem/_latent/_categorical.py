@@ -56,9 +56,17 @@ class Categorical:
 
         return jax.vmap(per_observation)(data)
 
-    def e_step(self, model, params, data, weights=None, lengths=None) -> EStep:
-        """Posterior responsibilities (N, K) and the total log-likelihood."""
+    def e_step(
+        self, model, params, data, weights=None, lengths=None, evidence=None
+    ) -> EStep:
+        """Posterior responsibilities (N, K) and the total log-likelihood.
+
+        ``evidence``: optional (N, K) log-evidence added to the table before
+        normalising (``jaxem._evidence``: -inf clamps a value out, 0 frees it).
+        """
         table = self.table(model, params, data)
+        if evidence is not None:
+            table = table + jnp.asarray(evidence).astype(table.dtype)
         per_obs = jax.nn.logsumexp(table, axis=-1)
         responsibilities = jnp.exp(table - per_obs[:, None])
         if weights is None:

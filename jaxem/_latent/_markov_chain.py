@@ -167,8 +167,13 @@ class MarkovChain:
         return log_init, log_trans, log_emit
 
     # -------------------------------------------------------------- E-step
-    def e_step(self, model, params, data, weights=None, lengths=None) -> EStep:
+    def e_step(
+        self, model, params, data, weights=None, lengths=None, evidence=None
+    ) -> EStep:
         """Posterior marginals, transition counts and log-likelihoods.
+
+        ``evidence``: optional (B, T, K) log-evidence added to the emission
+        log-potentials (``jaxem._evidence``); ignored at padded steps.
 
         Returns:
             ``EStep(ChainPosterior, total weighted log-likelihood, (B,)
@@ -178,6 +183,9 @@ class MarkovChain:
         valid = _valid_mask(data, lengths)
         data = data if lengths is None else _fill_padding(data, valid)
         log_init, log_trans, log_emit = self.log_factors(model, params, data)
+        if evidence is not None:
+            evidence = jnp.asarray(evidence).astype(log_emit.dtype)
+            log_emit = log_emit + jnp.where(valid[..., None], evidence, 0.0)
 
         def one(emit, mask):
             if self.parallel:
@@ -451,14 +459,17 @@ def _viterbi_one(log_init, log_trans, log_emit, valid):
     return jnp.where(valid, path, -1), jnp.max(delta)
 
 
-def viterbi_with_score(model, params, data, lengths=None):
+def viterbi_with_score(model, params, data, lengths=None, evidence=None):
     """Most likely state paths (B, T) (-1 at padded steps) and their (B,) log
-    joint densities log p(x, z*)."""
+    joint densities log p(x, z*) (plus the (B, T, K) ``evidence`` of z*)."""
     latent = model.latent
     data = _as_batch(model, data)
     valid = _valid_mask(data, lengths)
     data = data if lengths is None else _fill_padding(data, valid)
     log_init, log_trans, log_emit = latent.log_factors(model, params, data)
+    if evidence is not None:
+        evidence = jnp.asarray(evidence).astype(log_emit.dtype)
+        log_emit = log_emit + jnp.where(valid[..., None], evidence, 0.0)
     return jax.vmap(lambda e, m: _viterbi_one(log_init, log_trans, e, m))(
         log_emit, valid
     )
@@ -467,7 +478,7 @@ def viterbi_with_score(model, params, data, lengths=None):
 _viterbi_jit = jax.jit(viterbi_with_score, static_argnames="model")
 
 
-def padded_viterbi(model, params, data, lengths=None):
+def padded_viterbi(model, params, data, lengths=None, evidence=None):
     """``viterbi_with_score``, compiled once per size bucket (see ``_buckets``).
 
     Concrete (B, T, ...) data are padded to bucket sizes (length-0 sequences,
@@ -476,17 +487,22 @@ def padded_viterbi(model, params, data, lengths=None):
     """
     data = _as_batch(model, data)
     if not _buckets.can_pad(data, lengths):
-        return _viterbi_jit(model, params, data, lengths)
+        return _viterbi_jit(model, params, data, lengths, evidence)
     b, t = jax.tree.leaves(data)[0].shape[:2]
     padded, padded_lengths, _ = _buckets.pad_sequences(data, lengths)
-    paths, scores = _viterbi_jit(model, params, padded, padded_lengths)
+    if evidence is not None:
+        bp, tp = jax.tree.leaves(padded)[0].shape[:2]
+        evidence = jnp.pad(jnp.asarray(evidence), ((0, bp - b), (0, tp - t), (0, 0)))
+    paths, scores = _viterbi_jit(model, params, padded, padded_lengths, evidence)
     return (
         _buckets.take(paths, (slice(b), slice(t))),
         _buckets.take(scores, (slice(b),)),
     )
 
 
-def viterbi(model, params: Any, data: Any, *, lengths=None) -> jax.Array:
+def viterbi(
+    model, params: Any, data: Any, *, lengths=None, latent_evidence=None
+) -> jax.Array:
     """Most likely state paths of a ``MarkovChain`` model (max-product).
 
     Args:
@@ -494,6 +510,8 @@ def viterbi(model, params: Any, data: Any, *, lengths=None) -> jax.Array:
         params: the parameters.
         data: (B, T, ...) padded sequences (or a pytree of such arrays).
         lengths: optional (B,) valid lengths (None: all T).
+        latent_evidence: optional (B, T, K) log-evidence on the states (as in
+            ``jaxem.fit``): -inf clamps a state out at a step.
 
     Returns:
         (B, T) int paths; padded steps hold -1.
@@ -523,6 +541,9 @@ def viterbi(model, params: Any, data: Any, *, lengths=None) -> jax.Array:
         model.latent.validate(model, data, None, lengths)
     if _validation.is_concrete(params):
         _validation.check_params_finite("params", params)
+    from .._evidence import check as check_evidence
+
+    evidence = check_evidence(model, latent_evidence, data)
     check_model(model, params, data, None, lengths)
     _compile_cache.enable()
-    return padded_viterbi(model, params, data, lengths)[0]
+    return padded_viterbi(model, params, data, lengths, evidence)[0]

@@ -104,6 +104,7 @@ examples:
   jaxem fit gmm huge.npy -k 8 --chunk-rows 250000   # streamed, never loaded
   jaxem fit gmm points.npy --coordinator 10.0.0.1:1234 --num-processes 2 \\
       --process-id 0                            # on each host, its own id
+  jaxem fit gmm cells.csv -k 3 --labels type --accelerate squarem --standard-errors
 
 FILE is .csv (a header row of names is optional; '#' starts a comment line; an
 unnamed first column, as pandas writes its index, is skipped) or .npy (a 1-D
@@ -222,6 +223,7 @@ def _add_fit(sub) -> None:
     _data_options(fit)
     _fit_options(fit)
     _scale_options(fit)
+    _beyond_em_options(fit)
     fit.add_argument("--out", metavar="MODEL.npz", help="save the fitted model")
     fit.add_argument(
         "--plot",
@@ -339,6 +341,27 @@ def _scale_options(fit) -> None:
         metavar="I",
         help="with --coordinator: this process's index, 0 to P - 1 (process 0 "
         "prints and writes the outputs)",
+    )
+
+
+def _beyond_em_options(fit) -> None:
+    """Semi-supervised labels, SQUAREM and standard errors (docs/labels.md)."""
+    fit.add_argument(
+        "--labels",
+        metavar="COL",
+        help="column of known components / states (0..K-1; -1 or nan: "
+        "unknown): a semi-supervised fit; the column is not a feature",
+    )
+    fit.add_argument(
+        "--accelerate",
+        choices=["squarem"],
+        help="accelerate EM with SQUAREM (same optimum, fewer EM steps)",
+    )
+    fit.add_argument(
+        "--standard-errors",
+        action="store_true",
+        help="also print the fitted parameters' standard errors (observed "
+        "information, by autodiff)",
     )
 
 

@@ -42,6 +42,8 @@ def _run(args) -> int:
     progress = want_progress(args.progress)
     fitter = {"gmm": _fit_gmm, "coins": _fit_coins, "hmm": _fit_hmm}[args.model]
     est, X_used, symbols = fitter(args, X, data, lengths, progress)
+    if args.standard_errors:
+        _print_standard_errors(est, X_used, lengths)
     if args.out:
         print(f"saved the model to {est.save(args.out)}")
     if args.predict:
@@ -95,7 +97,11 @@ def _read_data(args):
         seq_col = table.column(args.sequence_column)
         _read.check_all_finite(table.select([seq_col]))
         lengths, seq_names = _read.sequence_lengths(table, seq_col)
-    data = _read.select_columns(table, args.columns, exclude=seq_col)
+    label_col = None if args.labels is None else table.column(args.labels)
+    if label_col is not None and label_col == seq_col:
+        raise UsageError("--labels: must not be the --sequence-column")
+    data = _read.select_columns(table, args.columns, seq_col, label_col)
+    args.label_values = _labels(args, table, label_col)
     _read.check_all_finite(data)
     if lengths is not None and sum(lengths) != data.values.shape[0]:
         raise UsageError(
@@ -105,12 +111,44 @@ def _read_data(args):
     return data, lengths, seq_names
 
 
+def _labels(args, table, col):
+    """``--labels``: the column as ints in [-1, K) (nan: -1), else None."""
+    if col is None:
+        return None
+    values = table.values[:, col]
+    values = np.where(np.isnan(values), -1.0, values)
+    bad = np.flatnonzero(
+        (values != np.round(values)) | (values < -1) | (values >= args.components)
+    )
+    if bad.size:
+        i = bad[0]
+        raise UsageError(
+            f"--labels: {table.where(i, col)} is {values[i]:g}; expected a "
+            f"component / state 0..{args.components - 1}, or -1 or nan (unknown)"
+        )
+    return values.astype(np.int64)
+
+
 def _kwargs(args, max_iter_name: str) -> dict[str, Any]:
     kw: dict[str, Any] = {"random_state": args.seed, max_iter_name: args.max_iter}
     kw.update(_scale.estimator_options(args))
     if args.tol is not None:
         kw["tol"] = args.tol
+    if args.accelerate is not None:
+        kw["accelerate"] = args.accelerate
+    if args.label_values is not None and max_iter_name == "max_iter":
+        kw["semi_supervised"] = True
     return kw
+
+
+def _print_standard_errors(est, X, lengths) -> None:
+    kw = {} if not hasattr(est, "transmat_") else {"lengths": lengths}
+    se = est.standard_errors(X, **kw)
+    _print.print_table(
+        "standard errors (observed information; nan: not identified)",
+        ["parameter", "standard error"],
+        [[name, _print.fmt(value)] for name, value in se.items()],
+    )
 
 
 def _fit_gmm(args, X, data, lengths, progress):
@@ -129,7 +167,7 @@ def _fit_gmm(args, X, data, lengths, progress):
         **_kwargs(args, "max_iter"),
     )
     compiling(progress, "the Gaussian mixture fit")
-    seconds = timed_fit(est, X)
+    seconds = timed_fit(est, X, y=args.label_values)
     _print.describe(
         est,
         X.shape[0],
@@ -184,7 +222,7 @@ def _fit_coins(args, X, data, lengths, progress):
         **_kwargs(args, "max_iter"),
     )
     compiling(progress, "the coin mixture fit")
-    seconds = timed_fit(est, heads)
+    seconds = timed_fit(est, heads, y=args.label_values)
     _print.describe(
         est,
         heads.shape[0],
@@ -228,7 +266,7 @@ def _fit_hmm(args, X, data, lengths, progress):
         **_kwargs(args, "n_iter"),
     )
     compiling(progress, f"the {cls.__name__} fit")
-    seconds = timed_fit(est, X, lengths=lengths)
+    seconds = timed_fit(est, X, lengths=lengths, states=args.label_values)
     n_seq = 1 if lengths is None else len(lengths)
     _print.describe(
         est,

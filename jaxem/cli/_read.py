@@ -208,14 +208,19 @@ def check_all_finite(table: Table) -> None:
         raise UsageError(f"{table.path}: {table.where(i, j)} is {kind}")
 
 
-def select_columns(table: Table, spec: str | None, exclude: int | None = None):
-    """The columns named by ``--columns`` (default: all but ``exclude``)."""
+def select_columns(
+    table: Table, spec: str | None, exclude: int | None = None, labels=None
+):
+    """The columns named by ``--columns`` (default: all but ``exclude`` and
+    the ``labels`` column)."""
     if spec:
         cols = [table.column(s.strip()) for s in spec.split(",") if s.strip()]
     else:
-        cols = [j for j in range(len(table.names)) if j != exclude]
+        cols = [j for j in range(len(table.names)) if j not in (exclude, labels)]
     if exclude is not None and exclude in cols:
         raise UsageError("--columns: must not include the --sequence-column")
+    if labels is not None and labels in cols:
+        raise UsageError("--columns: must not include the --labels column")
     if not cols:
         raise UsageError(f"{table.path}: no data columns left")
     return table.select(cols)

@@ -154,7 +154,18 @@ def sample_weights(sample_weight, X) -> np.ndarray | None:
 
 
 def fit_restarts(
-    model, params0, data, weights, lengths, tol, *, max_iter, frozen=(), callback=None
+    model,
+    params0,
+    data,
+    weights,
+    lengths,
+    tol,
+    *,
+    max_iter,
+    frozen=(),
+    callback=None,
+    evidence=None,
+    accelerate=None,
 ):
     """Run ``jaxem.fit`` for a stack of initial parameters (leading axis R).
 
@@ -162,11 +173,16 @@ def fit_restarts(
     whose ``history`` has shape (R, max_iter). Concrete data are padded to a
     size bucket (exactly, see ``jaxem._buckets``) and ``max_iter`` and ``tol``
     are not compile-time constants, so a fit on other data sizes or with
-    another ``max_iter`` reuses the compiled program.
+    another ``max_iter`` reuses the compiled program. ``evidence`` is
+    ``fit``'s ``latent_evidence`` (labels), ``accelerate`` None or
+    ``"squarem"``.
     """
+    from .. import _evidence
+
     max_iter = _fitmod.check_max_iter(max_iter)
     _compile_cache.enable()
     padded = _fitmod._pad(model, params0, data, weights, lengths)
+    evidence = _evidence.pad(evidence, padded.data, model.latent.num_batch_axes)
     results = _fit_restarts(
         model,
         params0,
@@ -181,17 +197,25 @@ def fit_restarts(
         m_step_iters=None,
         frozen=tuple(frozen),
         callback=callback,
+        evidence=evidence,
+        accelerate=accelerate,
     )
     history = _buckets.take(results.history, (slice(None), slice(max_iter)))
     return results._replace(history=history)
 
 
-@functools.partial(jax.jit, static_argnames=_fitmod.FIT_STATIC_ARGNAMES)
-def _fit_restarts(model, params0, data, weights, lengths, mask, tol, max_iter, **kw):
+@functools.partial(
+    jax.jit, static_argnames=_fitmod.FIT_STATIC_ARGNAMES + ("accelerate",)
+)
+def _fit_restarts(
+    model, params0, data, weights, lengths, mask, tol, max_iter, accelerate, **kw
+):
+    from .._squarem import squarem_loop
+
+    loop = squarem_loop if accelerate == "squarem" else _fitmod.fit_loop
+
     def one(p):
-        return _fitmod.fit_loop(
-            model, p, data, weights, lengths, mask, tol, max_iter, **kw
-        )
+        return loop(model, p, data, weights, lengths, mask, tol, max_iter, **kw)
 
     if jax.tree.leaves(params0)[0].shape[0] == 1:
         # One restart: a plain fit, without vmap's batched while_loop, which

@@ -17,7 +17,7 @@ from .. import models as _models
 from .._latent import Categorical
 from .._model import ClosedForm, LatentModel
 from ..models import _binomial as _binomial_models
-from . import _base
+from . import _base, _labels
 from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
 MAX_TRIALS = 2**24
@@ -59,6 +59,10 @@ class BinomialMixture(MixtureEstimator):
             log-posterior per sample (``docs/priors.md``).
         devices: as for :class:`GaussianMixture` (shards the rows over
             devices; the same fit as on one device).
+        accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
+            SQUAREM; ``n_iter_`` then counts cycles of three EM steps).
+        semi_supervised: read ``fit``'s ``y`` as partial labels (the coin of
+            a sample, -1 for unknown); False: ``y`` is ignored.
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -112,6 +116,8 @@ class BinomialMixture(MixtureEstimator):
         weights_prior=1.0,
         p_prior=(1.0, 1.0),
         devices=None,
+        accelerate=None,
+        semi_supervised=False,
     ):
         self.n_components = n_components
         self.n_trials = n_trials
@@ -127,6 +133,8 @@ class BinomialMixture(MixtureEstimator):
         self.weights_prior = weights_prior
         self.p_prior = p_prior
         self.devices = devices
+        self.accelerate = accelerate
+        self.semi_supervised = semi_supervised
 
     def _model(self, n_features=None):
         if n_features is None:
@@ -185,7 +193,9 @@ class BinomialMixture(MixtureEstimator):
 
         Args:
             X: (N, 1) head counts, or (N, d) for d coins per sample.
-            y: ignored.
+            y: with ``semi_supervised=True``, optional (N,) partial labels:
+                the coin of a sample in [0, K), or -1 when unknown (see
+                ``docs/labels.md``); ignored otherwise.
             sample_weight: optional (N,) non-negative weights.
 
         Returns:
@@ -206,6 +216,18 @@ class BinomialMixture(MixtureEstimator):
                 stacklevel=2,
             )
         return self
+
+    def _label_init(self, params0, X, labels):
+        """A labelled coin starts at its labelled samples' head rate (kept
+        inside (0, 1)), unless ``p_init`` is given."""
+        if "p" in self._inits:
+            return params0
+        k = self.n_components
+        heads, counts = _labels.labelled_means(self._to_data(X), labels, k)
+        rates = np.clip(heads / self.n_trials, 0.01, 0.99)
+        known = (counts > 0).reshape((k,) + (1,) * (rates.ndim - 1))
+        p = jnp.where(known, jnp.asarray(rates, X.dtype), params0["p"])
+        return {**params0, "p": p}
 
     def _params_to_attributes(self, params):
         self.weights_ = np.asarray(params["weights"])

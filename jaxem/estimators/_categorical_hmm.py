@@ -36,6 +36,8 @@ class CategoricalHMM(BaseHMM):
             number used is ``n_features_``).
         algorithm, random_state, n_iter, tol, verbose, implementation, n_init,
         devices: as for :class:`GaussianHMM`.
+        accelerate:
+            as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``e`` (emissionprob).
 
     Attributes:
@@ -79,6 +81,7 @@ class CategoricalHMM(BaseHMM):
         implementation="log",
         n_init=1,
         devices=None,
+        accelerate=None,
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -95,6 +98,7 @@ class CategoricalHMM(BaseHMM):
         self.implementation = implementation
         self.n_init = n_init
         self.devices = devices
+        self.accelerate = accelerate
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -58,6 +58,8 @@ class GaussianHMM(BaseHMM):
             the fit shards the data along the sequence axis over them
             (``jaxem.shard``) and equals the one-device fit; see docs/scale.md
             (give a count or ids to an estimator that scikit-learn clones).
+        accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
+            SQUAREM; ``monitor_.iter`` then counts cycles of three EM steps).
 
     Attributes:
         startprob_: (K,) initial state probabilities.
@@ -92,6 +94,7 @@ class GaussianHMM(BaseHMM):
 
     _name = "GaussianHMM"
     _letters = {"s": "startprob", "t": "transmat", "m": "means", "c": "covars"}
+    _label_letter = "m"  # fit(..., states=...): labelled states' means start
     _parameter_constraints = {
         **BaseHMM._parameter_constraints,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
@@ -123,6 +126,7 @@ class GaussianHMM(BaseHMM):
         implementation="log",
         n_init=1,
         devices=None,
+        accelerate=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -143,6 +147,7 @@ class GaussianHMM(BaseHMM):
         self.implementation = implementation
         self.n_init = n_init
         self.devices = devices
+        self.accelerate = accelerate
 
     # ------------------------------------------------------- hmmlearn's API
     @property
@@ -269,6 +274,11 @@ class GaussianHMM(BaseHMM):
             self.n_components,
             means.shape[1],
         )
+
+    def _se_to_attributes(self, se):
+        k, d = self.n_components, np.shape(self.means_)[1]
+        covars = _full_covars(se.pop("covars"), self.covariance_type, k, d)
+        return {**se, "covars": covars}
 
     def _after_fit(self):
         cov = np.asarray(self.covars_)

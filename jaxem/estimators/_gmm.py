@@ -13,7 +13,7 @@ from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..models import _gmm
-from . import _base, _streaming
+from . import _base, _labels, _streaming
 from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
 __all__ = ["CollapsedComponentWarning", "GaussianMixture"]
@@ -106,6 +106,11 @@ class GaussianMixture(MixtureEstimator):
             ``numpy.memmap`` X over 256 MiB streams by itself (65536 rows a
             chunk). Same iterates as in memory; initialisation on a sample of
             ``chunk_rows`` rows (see docs/scale.md).
+        accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
+            SQUAREM: the same optimum in fewer EM steps on slow fits;
+            ``n_iter_`` then counts SQUAREM cycles of three EM steps).
+        semi_supervised: read ``fit``'s ``y`` as partial labels (component
+            index, -1 for unlabelled; see ``fit``); False: ``y`` is ignored.
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -182,6 +187,8 @@ class GaussianMixture(MixtureEstimator):
         covars_weight=1.0,
         devices=None,
         chunk_rows=None,
+        accelerate=None,
+        semi_supervised=False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -204,6 +211,8 @@ class GaussianMixture(MixtureEstimator):
         self.covars_weight = covars_weight
         self.devices = devices
         self.chunk_rows = chunk_rows
+        self.accelerate = accelerate
+        self.semi_supervised = semi_supervised
 
     def _model(self, n_features):
         return _gmm.gaussian_mixture(
@@ -249,7 +258,12 @@ class GaussianMixture(MixtureEstimator):
 
         Args:
             X: (N, d) samples.
-            y: ignored.
+            y: with ``semi_supervised=True``, optional (N,) partial labels:
+                a component index in [0, K), or -1 for an unlabelled sample
+                (labelled samples are clamped to their component, see
+                ``docs/labels.md``); a labelled component starts at the mean
+                of its labelled samples (unless ``means_init`` is given).
+                Ignored when ``semi_supervised`` is False (the default).
             sample_weight: optional (N,) non-negative weights (an integer
                 weight counts as that many repeated rows).
 
@@ -292,6 +306,14 @@ class GaussianMixture(MixtureEstimator):
                 key, data, self.init_params, weights
             )
         return {**params, **{k: jnp.asarray(v) for k, v in self._inits.items()}}
+
+    def _label_init(self, params0, X, labels):
+        if "means" in self._inits:
+            return params0
+        k = self.n_components
+        means, counts = _labels.labelled_means(X, labels, k)
+        known = (counts > 0)[:, None]
+        return {**params0, "means": jnp.where(known, means, params0["means"])}
 
     def _no_finite_restart(self, X):
         if self.reg_covar == 0:

@@ -28,7 +28,8 @@ from .. import _buckets, _model, constraints
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
 from .._latent import _markov_chain
-from . import _base, _devices
+from . import _base, _devices, _labels
+from ._hmm_information import StandardErrorsMixin
 from ._hmm_sequences import (
     ConvergenceMonitor,
     check_prior,
@@ -67,7 +68,7 @@ def _draw_initial(model, keys, data, lengths, options):
     return jax.vmap(lambda k: model.init(k, data, lengths, **dict(options)))(keys)
 
 
-class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
+class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
     """Shared hmmlearn logic over a prebuilt chain model.
 
     Subclasses set ``_name``, ``_letters`` (params letter -> parameter key) and
@@ -92,6 +93,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         "implementation": [StrOptions(set(IMPLEMENTATIONS))],
         "n_init": [_base.RESTARTS],
         "devices": _devices.CONSTRAINT,
+        "accelerate": [StrOptions({"squarem"}), None],
     }
 
     def __sklearn_tags__(self):
@@ -257,7 +259,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         self._fit_dtype = self._param_dtype(X)
 
     # ------------------------------------------------------------- fitting
-    def fit(self, X, lengths=None):
+    def fit(self, X, lengths=None, states=None):
         """Estimate the parameters with EM (``n_init`` restarts, vmapped).
 
         As hmmlearn: parameters whose letter is in ``init_params``, or that
@@ -269,6 +271,9 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
             lengths: (n_sequences,) lengths summing to n_samples (None: one
                 sequence). A scikit-learn ``y`` passed here (one entry per
                 sample, not all ones) is ignored.
+            states: optional (n_samples,) known states: a state in [0, K) at
+                a step where it is known, -1 where it is not (semi-supervised
+                EM: the chain is clamped there; see ``docs/labels.md``).
 
         Returns:
             self
@@ -282,10 +287,16 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         """
         self._check_options()
         X, lengths, data = self._prepare(X, lengths, reset=True)
+        k = self.n_components
+        labels = _labels.check_labels("states", states, X.shape[0], k)
         dtype = self._param_dtype(X)
         with _base.precision_for(dtype):
             model = self._model(X)
             params0 = self._draw(model, X, data, lengths, self.n_init)
+            evidence = None
+            if labels is not None:
+                params0 = self._label_init(params0, X, labels)
+                evidence = to_padded(_labels.log_evidence(labels, k, dtype), lengths)
             self._fit_dtype = dtype
             if self.n_iter == 0:
                 return self._initialised_only(params0)
@@ -293,16 +304,29 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
             # (monitor_.history), so the estimators do too; jaxem.fit with
             # the model itself reports the MAP objective (docs/priors.md).
             plain = _model.with_log_prior(model, None)
-            result = self._run(plain, params0, data, lengths)
+            result = self._run(plain, params0, data, lengths, evidence)
             self._params_to_attributes(jax.tree.map(np.asarray, result.params))
             self._set_monitor(result)
             self._report_unvisited(model, data, lengths)
             self._after_fit()
         return self
 
-    def _run(self, model, params0, data, lengths):
+    def _label_init(self, params0, X, labels):
+        """A labelled state's mean-like emission parameter (``_label_letter``)
+        starts at the mean of its labelled samples, when drawn from X."""
+        letter = getattr(self, "_label_letter", None)
+        if letter is None or letter not in self.init_params:
+            return params0
+        key = self._letters[letter]
+        return _labels.steer_means(params0, key, X, labels, self.n_components)
+
+    def _run(self, model, params0, data, lengths, evidence=None):
         tol = self._fit_tol(int(lengths.sum()))
-        kwargs = dict(max_iter=int(self.n_iter), frozen=self._frozen())
+        kwargs = dict(
+            max_iter=int(self.n_iter),
+            frozen=self._frozen(),
+            accelerate=getattr(self, "accelerate", None),
+        )
         progress = (
             _base.progress_printer(self._name, self.n_iter)
             if self.verbose
@@ -330,6 +354,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
                     lengths=jnp.asarray(lengths),
                     tol=tol,
                     callback=callback,
+                    latent_evidence=evidence,
                     **kwargs,
                 )
                 results = jax.tree.map(lambda a: a[None], result)
@@ -343,6 +368,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
                     jnp.asarray(lengths),
                     tol,
                     callback=callback,
+                    evidence=evidence,
                     **kwargs,
                 )
         return _base.take(results, _base.best_restart(results))

@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _buckets
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
-from . import _base, _devices
+from . import _base, _devices, _labels
 
 
 class CollapsedComponentWarning(UserWarning):
@@ -57,6 +57,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "devices": _devices.CONSTRAINT,
+        "accelerate": [StrOptions({"squarem"}), None],
+        "semi_supervised": ["boolean"],
     }
 
     # ----------------------------------------------------------------- fitting
@@ -65,7 +67,15 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
 
         Args:
             X: (N, d) samples (array-like or DataFrame).
-            y: ignored (scikit-learn compatibility).
+            y: with ``semi_supervised=True``, optional (N,) partial labels
+                (scikit-learn's semi-supervised convention): a component index
+                in [0, K), or -1 for an unlabelled sample. A labelled sample
+                belongs to its component (its responsibilities are clamped);
+                the fit maximises the log-probability of the data with their
+                labels. None: plain EM. With ``semi_supervised=False`` (the
+                default) ``y`` is ignored, as scikit-learn's mixtures do, so
+                the targets that ``Pipeline``, ``cross_val_score`` or
+                ``check_estimator`` pass along do not become labels.
             sample_weight: optional (N,) non-negative weights (an integer
                 weight counts as that many repeated rows).
 
@@ -78,16 +88,24 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
         _base.check_n_components(self.n_components, X.shape[0])
         self._check_parameters(X)
         w = _base.sample_weights(sample_weight, X)
+        labels = None
+        if getattr(self, "semi_supervised", False):
+            labels = _labels.check_labels("y", y, X.shape[0], self.n_components)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         with _base.precision_for(X.dtype):
-            self._em(X, w, warm)
+            self._em(X, w, warm, labels)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the most likely component of each sample (N,)."""
-        return self.fit(X, sample_weight=sample_weight).predict(X)
+        """Fit (with partial labels ``y``), then return the most likely
+        component of each sample (N,) under the fitted model."""
+        return self.fit(X, y, sample_weight=sample_weight).predict(X)
 
-    def _em(self, X, w, warm):
+    def _label_init(self, params0, X, labels):
+        """Initial params (R restarts) steered by the labels (subclasses)."""
+        return params0
+
+    def _em(self, X, w, warm, labels=None):
         dtype = X.dtype
         devices = _devices.resolve(getattr(self, "devices", None))
         data = jnp.asarray(self._to_data(X))
@@ -109,6 +127,11 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
             # fold_in, not split: restart i starts alike whatever n_init.
             keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(self.n_init))
             params0 = jax.vmap(lambda k: self._init_params(k, data, weights))(keys)
+            if labels is not None:
+                params0 = self._label_init(params0, X, labels)
+        evidence = None
+        if labels is not None:
+            evidence = _labels.log_evidence(labels, self.n_components, dtype)
         if max_iter == 0:
             self._set_initialisation(jax.tree.map(lambda a: np.asarray(a[0]), params0))
             return
@@ -130,6 +153,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
                 jnp.asarray(self.tol, dtype),
                 max_iter=max_iter,
                 callback=callback,
+                evidence=evidence,
+                accelerate=getattr(self, "accelerate", None),
             )
         self._keep_best(results, n_obs, X, converged_early)
 

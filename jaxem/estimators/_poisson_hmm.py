@@ -24,6 +24,8 @@ class PoissonHMM(BaseHMM):
             numbers or arrays broadcastable to (K, n_features), >= 0.
         algorithm, random_state, n_iter, tol, verbose, implementation, n_init,
         devices: as for :class:`GaussianHMM`.
+        accelerate:
+            as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``l`` (lambdas).
 
     Attributes:
@@ -70,6 +72,7 @@ class PoissonHMM(BaseHMM):
         implementation="log",
         n_init=1,
         devices=None,
+        accelerate=None,
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -86,6 +89,7 @@ class PoissonHMM(BaseHMM):
         self.implementation = implementation
         self.n_init = n_init
         self.devices = devices
+        self.accelerate = accelerate
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..models import _gmm
+from ..models import _gmm, _gmm_missing
 from . import _base
 from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
@@ -86,6 +86,9 @@ class GaussianMixture(MixtureEstimator):
         warm_start: start from the previous fit's parameters (one restart).
         verbose: show a progress display of the log-likelihood.
         verbose_interval: accepted for compatibility with scikit-learn.
+        missing: ``"raise"`` (NaN in X is a ValueError) or ``"marginalize"``:
+            NaN marks a missing entry, marginalised exactly in the fit and in
+            ``score``/``predict``/``predict_proba`` (docs/missing-values.md).
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -129,6 +132,8 @@ class GaussianMixture(MixtureEstimator):
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        # missing values (docs/missing-values.md)
+        "missing": [StrOptions(set(_gmm_missing.MISSING_OPTIONS))],
     }
 
     def __init__(
@@ -148,6 +153,7 @@ class GaussianMixture(MixtureEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        missing="raise",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -163,6 +169,7 @@ class GaussianMixture(MixtureEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.missing = missing
 
     def _model(self, n_features):
         return _gmm.gaussian_mixture(
@@ -170,13 +177,24 @@ class GaussianMixture(MixtureEstimator):
             int(n_features),
             self.covariance_type,
             float(self.reg_covar),
+            missing=self.missing,
         )
 
     def _check_X(self, X):
         return X
 
     def _to_data(self, X):
+        if self.missing == "marginalize":
+            return _gmm_missing.missing_data(X)
         return X
+
+    def _from_data(self, x):
+        return x["x"] if isinstance(x, dict) else x
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
 
     def _check_parameters(self, X):
         """Explicit initial values, with scikit-learn's messages (its tests
@@ -225,7 +243,8 @@ class GaussianMixture(MixtureEstimator):
             model = self._model(X.shape[1])
             params = self._attributes_to_params(self._fit_dtype)
             w = None if sample_weight is None else jnp.asarray(sample_weight, X.dtype)
-            self.collapsed_ = np.asarray(_collapsed(model, params, jnp.asarray(X), w))
+            data = jax.tree.map(jnp.asarray, self._to_data(X))
+            self.collapsed_ = np.asarray(_collapsed(model, params, data, w))
         if self.collapsed_.any():
             warnings.warn(
                 f"GaussianMixture: {int(self.collapsed_.sum())} component(s) "
@@ -240,7 +259,7 @@ class GaussianMixture(MixtureEstimator):
         if len(self._inits) == 3:
             params = {}
         else:
-            params = self._model(data.shape[1]).init(
+            params = self._model(self.n_features_in_).init(
                 key, data, self.init_params, weights
             )
         return {**params, **{k: jnp.asarray(v) for k, v in self._inits.items()}}

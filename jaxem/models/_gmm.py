@@ -23,7 +23,7 @@ from jax import lax
 from .. import constraints
 from .._latent import Categorical
 from .._model import ClosedForm, LatentModel
-from . import _gmm_estep, _gmm_stats
+from . import _gmm_estep, _gmm_missing, _gmm_stats
 from ._gmm_estep import precision_cholesky as precision_cholesky
 from ._gmm_stats import reg_covar_allowance as reg_covar_allowance
 
@@ -137,6 +137,7 @@ def gaussian_mixture(
     n_features: int,
     covariance_type: str = "full",
     reg_covar: float = 1e-6,
+    missing: str = "raise",
 ) -> LatentModel:
     """A mixture of ``n_components`` Gaussians in ``n_features`` dimensions.
 
@@ -166,6 +167,10 @@ def gaussian_mixture(
         n_features: d.
         covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
         reg_covar: non-negative floor added to the covariances' diagonal.
+        missing: ``"raise"`` (data are an (N, d) array) or ``"marginalize"``:
+            data are ``{"x": (N, d), "mask": (N, d) bool}``
+            (``jaxem.models.missing_data(X)`` from NaN) and missing entries
+            are marginalised exactly (``docs/missing-values.md``).
 
     Returns:
         A ``LatentModel`` with a closed-form M-step.
@@ -194,6 +199,7 @@ def gaussian_mixture(
         raise ValueError(
             f"reg_covar: expected a finite non-negative number, got {reg_covar!r}"
         )
+    _gmm_missing.check_missing(missing)
     k, d, ctype = n_components, n_features, covariance_type
     reg_covar = float(reg_covar)
 
@@ -252,7 +258,7 @@ def gaussian_mixture(
         "diag": constraints.positive,
         "spherical": constraints.positive,
     }[ctype]
-    return LatentModel(
+    model = LatentModel(
         log_joint,
         latent=Categorical(k),
         constraints={
@@ -267,6 +273,9 @@ def gaussian_mixture(
         event_shape=(d,),
         name=f"gaussian_mixture({k}, {d}, {ctype!r})",
     )
+    if missing == "marginalize":
+        return _gmm_missing.marginalizing(model, ctype, lambda: _BLOCK_ENTRIES)
+    return model
 
 
 def _identity_covariances(covariance_type, k, d, dtype):

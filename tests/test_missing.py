@@ -301,3 +301,182 @@ def test_gmm_float32_stays_float32_and_finite():
     gm = jaxem.GaussianMixture(2, missing="marginalize", random_state=0).fit(x)
     assert gm.means_.dtype == np.float32
     assert np.all(np.isfinite(gm.score_samples(x)))
+
+
+# ------------------------------------------------------------------ HMM tests
+
+
+def _forward_backward(log_pi, log_a, emis):
+    """gamma (T, K), summed xi (K, K) and log-likelihood, in log space."""
+    t_len, k = emis.shape
+    alpha = np.zeros((t_len, k))
+    beta = np.zeros((t_len, k))
+    alpha[0] = log_pi + emis[0]
+    for t in range(1, t_len):
+        alpha[t] = logsumexp(alpha[t - 1][:, None] + log_a, axis=0) + emis[t]
+    for t in range(t_len - 2, -1, -1):
+        beta[t] = logsumexp(log_a + emis[t + 1] + beta[t + 1], axis=1)
+    ll = logsumexp(alpha[-1])
+    gamma = np.exp(alpha + beta - ll)
+    xi = sum(
+        np.exp(alpha[t][:, None] + log_a + emis[t + 1] + beta[t + 1] - ll)
+        for t in range(t_len - 1)
+    )
+    return gamma, xi, ll
+
+
+def numpy_hmm_em(x, params, emission, n_iter):
+    """Textbook EM for an HMM on (B, T, d) data with NaN; ``emission`` is
+    ``"poisson"`` or a Gaussian covariance type."""
+    obs = ~np.isnan(x)
+    b, t_len, d = x.shape
+    p = {name: np.asarray(v, float) for name, v in params.items()}
+    k = len(p["startprob"])
+    history = []
+    for it in range(n_iter + 1):
+        if emission == "poisson":
+            from scipy.stats import poisson
+
+            lam = p["lambdas"]
+            emis = np.zeros((b, t_len, k))
+            for i in range(b):
+                for t in range(t_len):
+                    o = np.flatnonzero(obs[i, t])
+                    for j in range(k):
+                        emis[i, t, j] = poisson.logpmf(x[i, t, o], lam[j, o]).sum()
+        else:
+            sig = _as_matrices(p["covars"], emission, k, d)
+            emis = np.array(
+                [
+                    [
+                        [
+                            _observed_log_pdf(x[i, t], obs[i, t], p["means"][j], sig[j])
+                            for j in range(k)
+                        ]
+                        for t in range(t_len)
+                    ]
+                    for i in range(b)
+                ]
+            )
+        fb = [
+            _forward_backward(np.log(p["startprob"]), np.log(p["transmat"]), e)
+            for e in emis
+        ]
+        history.append(sum(f[2] for f in fb))
+        if it == n_iter:
+            break
+        gamma = np.array([f[0] for f in fb])
+        gamma[~obs.any(axis=-1)] = 0.0  # steps with nothing observed: no emission
+        start = sum(f[0][0] for f in fb)
+        xi = sum(f[1] for f in fb)
+        new = {
+            "startprob": start / start.sum(),
+            "transmat": xi / xi.sum(1, keepdims=True),
+        }
+        if emission == "poisson":
+            num = np.einsum("btk,btd->kd", gamma, np.where(obs, x, 0.0))
+            den = np.einsum("btk,btd->kd", gamma, obs.astype(float))
+            new["lambdas"] = num / den
+        else:
+            post = gamma.sum(axis=(0, 1))
+            moments = [
+                [
+                    [
+                        _conditional(x[i, t], obs[i, t], p["means"][j], sig[j])
+                        for j in range(k)
+                    ]
+                    for t in range(t_len)
+                ]
+                for i in range(b)
+            ]
+            mu = np.array(
+                [
+                    sum(
+                        gamma[i, t, j] * moments[i][t][j][0]
+                        for i in range(b)
+                        for t in range(t_len)
+                    )
+                    / post[j]
+                    for j in range(k)
+                ]
+            )
+            second = np.array(
+                [
+                    sum(
+                        gamma[i, t, j]
+                        * (
+                            np.outer(
+                                moments[i][t][j][0] - mu[j], moments[i][t][j][0] - mu[j]
+                            )
+                            + moments[i][t][j][1]
+                        )
+                        for i in range(b)
+                        for t in range(t_len)
+                    )
+                    for j in range(k)
+                ]
+            )
+            new["means"] = mu
+            new["covars"] = {
+                "full": second / post[:, None, None],
+                "tied": second.sum(0) / post.sum(),
+                "diag": np.array([np.diag(s) for s in second]) / post[:, None],
+                "spherical": np.array([np.trace(s) / d for s in second]) / post,
+            }[emission]
+        p = new
+    return p, np.array(history)
+
+
+def _hmm_data(emission, b=3, t_len=30, d=3, frac=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    z = np.zeros((b, t_len), int)
+    for i in range(b):
+        for t in range(1, t_len):
+            z[i, t] = z[i, t - 1] if rng.random() < 0.8 else 1 - z[i, t - 1]
+    if emission == "poisson":
+        x = rng.poisson(np.array([[2.0, 5.0, 1.0], [8.0, 1.0, 4.0]])[z]).astype(float)
+    else:
+        x = np.array([[0.0, 0.0, 0.0], [3.0, -2.0, 1.0]])[z] + rng.normal(
+            size=(b, t_len, d)
+        )
+    holes = rng.random(x.shape) < frac
+    holes[0, 4] = True  # a step with nothing observed, mid-sequence
+    holes[1, -1] = True  # and one at the end
+    return np.where(holes, np.nan, x)
+
+
+def _hmm_start(emission, d=3):
+    p = {
+        "startprob": np.array([0.6, 0.4]),
+        "transmat": np.array([[0.7, 0.3], [0.2, 0.8]]),
+    }
+    if emission == "poisson":
+        p["lambdas"] = np.array([[1.5, 4.0, 2.0], [6.0, 2.0, 3.0]])
+    else:
+        p["means"] = np.array([[0.5, 0.2, -0.1], [2.5, -1.5, 0.8]])
+        p["covars"] = {
+            "full": np.array([np.eye(d) * 1.5 + 0.3, np.eye(d) * 0.8 + 0.1]),
+            "diag": np.array([np.linspace(1.0, 2.0, d), np.linspace(0.7, 1.1, d)]),
+            "spherical": np.array([1.3, 0.9]),
+            "tied": np.eye(d) * 1.2 + 0.2,
+        }[emission]
+    return p
+
+
+@pytest.mark.parametrize("emission", ["diag", "full", "spherical", "tied", "poisson"])
+def test_hmm_matches_numpy_reference(emission):
+    x = _hmm_data(emission)
+    params0 = _hmm_start(emission)
+    if emission == "poisson":
+        model = jaxem.models.poisson_hmm(2, 3, missing="marginalize")
+    else:
+        model = jaxem.models.gaussian_hmm(2, 3, emission, missing="marginalize")
+    result = jaxem.fit(model, params0, missing_data(x), max_iter=5, tol=0.0)
+    ref, history = numpy_hmm_em(x, params0, emission, 5)
+    assert int(result.n_iter) == 5
+    for name in ref:
+        np.testing.assert_allclose(
+            result.params[name], ref[name], rtol=1e-10, atol=1e-10
+        )
+    np.testing.assert_allclose(result.history[:5], history[:5], rtol=1e-11)
+    assert np.all(np.diff(np.asarray(result.history[:5])) >= 0)

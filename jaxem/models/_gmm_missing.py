@@ -204,7 +204,9 @@ def log_table(params, data, covariance_type, block_entries):
     return map_rows(block, rows, size, k, dtype)
 
 
-def stats(data, resp, weights, params, covariance_type, block_entries):
+def stats(
+    data, resp, weights, params, covariance_type, block_entries, *, sum_tied=True
+):
     """Expected sufficient statistics about each component's current mean.
 
     The shapes and meaning of :func:`jaxem.models._gmm_stats.stats`, with
@@ -221,6 +223,8 @@ def stats(data, resp, weights, params, covariance_type, block_entries):
         covariance_type: the covariance type.
         block_entries: about this many (row, component, feature, feature)
             entries per block.
+        sum_tied: for ``tied``, sum ``s2`` over the components (the
+            mixture's form, (d, d)); False keeps (K, d, d) (the HMM's).
 
     Returns:
         ``{"n": (K,), "s1": (K, d), "s2": ...}`` as ``_gmm_stats.stats``.
@@ -245,13 +249,14 @@ def stats(data, resp, weights, params, covariance_type, block_entries):
         if full_type:
             s2 = jnp.einsum("nki,nkj->kij", weighted, xc)
             s2 = s2 + jnp.einsum("nk,nkij->kij", r, cond)
-            if covariance_type == "tied":
+            if covariance_type == "tied" and sum_tied:
                 s2 = jnp.sum(s2, axis=0)
         else:
             s2 = jnp.sum(weighted * xc + r[:, :, None] * cond, axis=0)
         return {"n": jnp.sum(r, axis=0), "s1": jnp.sum(weighted, axis=0), "s2": s2}
 
-    s2_shape = {"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d))
+    tied_shape = (d, d) if sum_tied else (k, d, d)
+    s2_shape = {"full": (k, d, d), "tied": tied_shape}.get(covariance_type, (k, d))
     zero = {
         "n": jnp.zeros((k,), dtype),
         "s1": jnp.zeros((k, d), dtype),

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from .. import constraints
 from .._latent._markov_chain import MarkovChain
 from .._model import ClosedForm, LatentModel
+from . import _gmm_missing, _hmm_missing
 from ._hmm import (
     COVARIANCE_TYPES,
     _call_name,
@@ -55,6 +56,7 @@ def gaussian_hmm(
     covars_weight=1.0,
     parallel: bool = False,
     singular_floor: float = 0.0,
+    missing: str = "raise",
 ) -> LatentModel:
     """An HMM with Gaussian emissions.
 
@@ -71,6 +73,9 @@ def gaussian_hmm(
     the diagonal of a state's new covariance when it is singular in working
     precision (a constant feature, too few points), instead of letting the
     next E-step turn NaN; 0 (the default) leaves the M-step exact.
+    ``missing="marginalize"``: data ``{"x": (B, T, d), "mask": (B, T, d)
+    bool}`` (``jaxem.models.missing_data``), missing entries marginalised
+    exactly (``docs/missing-values.md``).
     ``model.init(key, data, lengths=None, min_covar=1e-3)`` draws
     hmmlearn-style starting values (k-means means, data covariance);
     ``model.sample(key, params, n)`` draws one sequence of n steps. The same
@@ -103,7 +108,10 @@ def gaussian_hmm(
         "parallel": bool(parallel),
         "singular_floor": _prior("singular_floor", singular_floor, (), 0.0),
     }
-    return _gaussian_hmm(int(n_states), int(n_features), *options.values())
+    model = _gaussian_hmm(int(n_states), int(n_features), *options.values())
+    if _gmm_missing.check_missing(missing) == "marginalize":
+        return _hmm_missing.gaussian(model, covariance_type)
+    return model
 
 
 def _floor_singular(cov, second_moment, floor):

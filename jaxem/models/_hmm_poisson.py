@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from .. import constraints
 from .._latent._markov_chain import MarkovChain
 from .._model import ClosedForm, LatentModel
+from . import _gmm_missing, _hmm_missing
 from ._hmm import (
     _call_name,
     _chain_constraints,
@@ -45,12 +46,16 @@ def poisson_hmm(
     lambdas_prior=0.0,
     lambdas_weight=0.0,
     parallel: bool = False,
+    missing: str = "raise",
 ) -> LatentModel:
     """An HMM with independent Poisson emissions per feature.
 
     Parameters: ``startprob`` (K,), ``transmat`` (K, K), ``lambdas`` (K, d)
     rates. Data: (B, T, d) counts. Closed-form M-step as hmmlearn's
     ``PoissonHMM`` (its gamma prior defaults to 0, i.e. none).
+    ``missing="marginalize"``: data ``{"x": (B, T, d), "mask": (B, T, d)
+    bool}`` (``jaxem.models.missing_data``), missing counts marginalised
+    exactly (``docs/missing-values.md``).
 
     Examples:
         >>> import jax, jaxem
@@ -69,7 +74,10 @@ def poisson_hmm(
         "lambdas_weight": _prior("lambdas_weight", lambdas_weight, (k, d), 0.0),
         "parallel": bool(parallel),
     }
-    return _poisson_hmm(int(n_states), int(n_features), *options.values())
+    model = _poisson_hmm(int(n_states), int(n_features), *options.values())
+    if _gmm_missing.check_missing(missing) == "marginalize":
+        return _hmm_missing.poisson(model)
+    return model
 
 
 @functools.cache

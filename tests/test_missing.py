@@ -441,7 +441,7 @@ def _hmm_data(emission, b=3, t_len=30, d=3, frac=0.2, seed=0):
         )
     holes = rng.random(x.shape) < frac
     holes[0, 4] = True  # a step with nothing observed, mid-sequence
-    holes[1, -1] = True  # and one at the end
+    holes[-1, -1] = True  # and one at the end
     return np.where(holes, np.nan, x)
 
 
@@ -480,3 +480,129 @@ def test_hmm_matches_numpy_reference(emission):
         )
     np.testing.assert_allclose(result.history[:5], history[:5], rtol=1e-11)
     assert np.all(np.diff(np.asarray(result.history[:5])) >= 0)
+
+
+def _set(est, params):
+    for name, value in params.items():
+        setattr(est, name + "_", value)
+    return est
+
+
+@pytest.mark.parametrize("emission", ["full", "poisson"])
+def test_hmm_estimators_match_numpy_reference(emission):
+    x = _hmm_data(emission)
+    params0 = _hmm_start(emission)
+    kw = dict(n_components=2, init_params="", n_iter=4, tol=0.0)
+    if emission == "poisson":
+        est = jaxem.PoissonHMM(missing="marginalize", **kw)
+    else:
+        est = jaxem.GaussianHMM(
+            covariance_type="full", covars_prior=0.0, missing="marginalize", **kw
+        )
+        params0 = {**params0, "covars": params0["covars"]}
+    _set(est, params0)
+    flat = x.reshape(-1, 3)
+    lengths = [x.shape[1]] * x.shape[0]
+    est.fit(flat, lengths)
+    ref, history = numpy_hmm_em(x, params0, emission, 4)
+    names = ["startprob", "transmat"] + (
+        ["lambdas"] if emission == "poisson" else ["means", "covars"]
+    )
+    for name in names:
+        np.testing.assert_allclose(
+            getattr(est, name + "_"), ref[name], rtol=1e-10, atol=1e-10
+        )
+    np.testing.assert_allclose(est.score(flat, lengths), history[-1], rtol=1e-11)
+    states = est.predict(flat, lengths)
+    assert states.shape == (flat.shape[0],) and np.all(np.isin(states, [0, 1]))
+    logprob, viterbi = est.decode(flat, lengths)
+    assert np.isfinite(logprob) and viterbi.shape == states.shape
+    assert np.all(np.isfinite(est.predict_proba(flat, lengths)))
+
+
+def test_hmm_all_missing_steps_add_nothing_to_the_likelihood():
+    x = _hmm_data("diag", b=1, t_len=40)[0]
+    est = jaxem.GaussianHMM(2, missing="marginalize", random_state=0, n_iter=20)
+    est.fit(x)
+    tail = np.concatenate([x, np.full((5, 3), np.nan)])
+    assert est.score(tail) == pytest.approx(est.score(x), rel=1e-12)
+    # a missing step mid-sequence: only the transitions act, A^2 between its
+    # neighbours
+    pair = np.stack([x[0], x[1]])
+    gap = np.stack([x[0], np.full(3, np.nan), x[1]])
+    two_step = jaxem.GaussianHMM(2, missing="marginalize")
+    _set(
+        two_step,
+        {
+            "startprob": est.startprob_,
+            "transmat": est.transmat_ @ est.transmat_,
+            "means": est.means_,
+            "covars": est._covars_,
+        },
+    )
+    two_step.covariance_type = est.covariance_type
+    assert est.score(gap) == pytest.approx(two_step.score(pair), rel=1e-12)
+
+
+def test_hmm_mcar_recovers_complete_data_fit():
+    rng = np.random.default_rng(7)
+    n = 3000
+    z = np.zeros(n, int)
+    for t in range(1, n):
+        z[t] = z[t - 1] if rng.random() < 0.9 else 1 - z[t - 1]
+    means = np.array([[0.0, 0.0], [3.0, -2.0]])
+    x = means[z] + rng.normal(size=(n, 2)) * np.array([1.0, 0.7])
+    holes = np.where(rng.random(x.shape) < 0.2, np.nan, x)
+    kw = dict(n_components=2, covars_prior=0.0, n_iter=200, tol=1e-6, random_state=0)
+    full = jaxem.GaussianHMM(**kw).fit(x)
+    gm = jaxem.GaussianHMM(missing="marginalize", **kw).fit(holes)
+    order = np.argsort(gm.means_[:, 0])
+    forder = np.argsort(full.means_[:, 0])
+    np.testing.assert_allclose(gm.means_[order], full.means_[forder], atol=0.08)
+    np.testing.assert_allclose(gm.means_[order], means, atol=0.1)
+    np.testing.assert_allclose(
+        gm._covars_[order], np.array([[1.0, 0.49]] * 2), rtol=0.12
+    )
+    np.testing.assert_allclose(
+        gm.transmat_[np.ix_(order, order)], [[0.9, 0.1], [0.1, 0.9]], atol=0.03
+    )
+    assert np.all(np.diff(gm.monitor_.history) >= -1e-9)
+
+
+def test_hmm_missing_argument_checks():
+    x = _hmm_data("poisson", b=1)[0]
+    with pytest.raises(ValueError, match="NaN"):
+        jaxem.PoissonHMM(2).fit(x)
+    with pytest.raises(ValueError, match="missing"):
+        jaxem.PoissonHMM(2, missing="yes").fit(x)
+    with pytest.raises(ValueError, match="missing"):
+        jaxem.GaussianHMM(2, missing=None).fit(x)
+    with pytest.raises(ValueError, match="missing"):
+        jaxem.models.poisson_hmm(2, 3, missing="drop")
+    with pytest.raises(ValueError, match="whole"):
+        jaxem.PoissonHMM(2, missing="marginalize").fit(x + 0.5)
+    est = jaxem.PoissonHMM(2, missing="marginalize", random_state=0).fit(x)
+    assert np.all(np.isfinite(est.lambdas_)) and np.isfinite(est.score(x))
+    sample, _ = est.sample(5)
+    assert sample.shape == (5, 3) and np.all(np.isfinite(sample))
+
+
+def test_hmm_functional_vmap_and_jit():
+    x = _hmm_data("diag")
+    data = missing_data(x)
+    model = jaxem.models.gaussian_hmm(2, 3, "diag", missing="marginalize")
+    params0 = jax.tree.map(jnp.asarray, _hmm_start("diag"))
+    ref = jaxem.fit(model, params0, data, max_iter=4, tol=0.0)
+    jitted = jax.jit(lambda p, d: jaxem.fit(model, p, d, max_iter=4, tol=0.0))(
+        params0, jax.tree.map(jnp.asarray, data)
+    )
+    np.testing.assert_allclose(
+        jitted.params["covars"], ref.params["covars"], rtol=1e-12
+    )
+    stacked = jax.tree.map(lambda a: jnp.stack([a, a]), params0)
+    batch = jax.vmap(lambda p: jaxem.fit(model, p, data, max_iter=4, tol=0.0))(stacked)
+    np.testing.assert_allclose(
+        batch.params["means"][0], ref.params["means"], rtol=1e-12
+    )
+    init = model.init(jax.random.key(0), data)
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(init))

@@ -101,6 +101,7 @@ examples:
   jaxem fit coins heads.csv --n-trials 10       # one column of head counts
   jaxem fit hmm rolls.csv --emission categorical --columns roll --states 2
   jaxem fit hmm signal.csv --sequence-column run --states 3 --predict states.csv
+  jaxem fit gmm survey.csv -k 3 --missing marginalize   # empty cells: missing
 
 FILE is .csv (a header row of names is optional; '#' starts a comment line; an
 unnamed first column, as pandas writes its index, is skipped) or .npy (a 1-D
@@ -218,6 +219,7 @@ def _add_fit(sub) -> None:
     )
     _data_options(fit)
     _fit_options(fit)
+    _missing_option(fit)
     fit.add_argument("--out", metavar="MODEL.npz", help="save the fitted model")
     fit.add_argument(
         "--plot",
@@ -280,6 +282,18 @@ def _fit_options(fit) -> None:
     _seed_option(fit)
     fit.add_argument(
         "--float32", action="store_true", help="compute in float32 (default: float64)"
+    )
+
+
+def _missing_option(fit) -> None:
+    # missing values (docs/missing-values.md)
+    fit.add_argument(
+        "--missing",
+        choices=["raise", "marginalize"],
+        default="raise",
+        help="empty, NA or NaN cells: 'raise' refuses them (default); "
+        "'marginalize' treats them as missing at random and integrates them "
+        "out exactly (gmm, Gaussian and Poisson hmm)",
     )
 
 

@@ -78,17 +78,33 @@ def _check_model_options(args) -> None:
     )
     if args.covariance_type is not None and not gaussian:
         raise UsageError("--covariance-type: only for gmm and Gaussian hmm")
+    # missing values (docs/missing-values.md)
+    if args.missing == "marginalize":
+        if not (gaussian or (args.model == "hmm" and args.emission == "poisson")):
+            raise UsageError(
+                "--missing marginalize: only for gmm, Gaussian hmm and Poisson hmm"
+            )
+        if args.plot:
+            raise UsageError("--missing marginalize: cannot --plot data with holes")
 
 
 def _read_data(args):
-    table = _read.read_table(args.file, check_finite=False, note=_note)
+    marginalize = args.missing == "marginalize"
+    table = _read.read_table(
+        args.file, check_finite=False, note=_note, allow_missing=marginalize
+    )
     seq_col, lengths, seq_names = None, args.lengths, None
     if args.sequence_column is not None:
         seq_col = table.column(args.sequence_column)
         _read.check_all_finite(table.select([seq_col]))
         lengths, seq_names = _read.sequence_lengths(table, seq_col)
     data = _read.select_columns(table, args.columns, exclude=seq_col)
-    _read.check_all_finite(data)
+    if marginalize:
+        _read.check_no_infinity(data)
+        if np.isnan(data.values).any():
+            _note(f"{int(np.isnan(data.values).sum())} missing cell(s) marginalised")
+    else:
+        _read.check_all_finite(data)
     if lengths is not None and sum(lengths) != data.values.shape[0]:
         raise UsageError(
             f"--lengths: sum to {sum(lengths)}, but {args.file} has "
@@ -99,6 +115,8 @@ def _read_data(args):
 
 def _kwargs(args, max_iter_name: str) -> dict[str, Any]:
     kw: dict[str, Any] = {"random_state": args.seed, max_iter_name: args.max_iter}
+    if args.missing == "marginalize":
+        kw["missing"] = "marginalize"
     if args.tol is not None:
         kw["tol"] = args.tol
     return kw
@@ -202,7 +220,8 @@ def _hmm_estimator(args, X, data):
         )
         return jaxem.CategoricalHMM, {}, codes.reshape(-1, 1), symbols
     if args.emission == "poisson":
-        if np.any(X < 0) or np.any(X != np.round(X)):
+        seen = X[~np.isnan(X)]
+        if np.any(seen < 0) or np.any(seen != np.round(seen)):
             raise UsageError(f"{args.file}: poisson emissions need counts >= 0")
         return jaxem.PoissonHMM, {}, X, None
     kw = {"covariance_type": args.covariance_type or "diag"}

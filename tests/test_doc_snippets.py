@@ -11,6 +11,7 @@ PAGES = [
     "custom-models.md",
     "online.md",
     "standard-errors-and-acceleration.md",
+    "missing-values.md",
 ]
 
 

@@ -606,3 +606,30 @@ def test_hmm_functional_vmap_and_jit():
     )
     init = model.init(jax.random.key(0), data)
     assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(init))
+
+
+@pytest.mark.parametrize("value", ["marginalise", None, 1, ["raise"], "Raise"])
+@pytest.mark.parametrize(
+    "cls", [jaxem.GaussianMixture, jaxem.GaussianHMM, jaxem.PoissonHMM]
+)
+def test_bad_missing_is_named_in_one_line(cls, value):
+    X = np.arange(20.0).reshape(10, 2)
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError) as info:
+        cls(2, missing=value).fit(X)
+    message = str(info.value)
+    assert "missing" in message and "\n" not in message.strip(), message
+
+
+def test_saved_estimator_keeps_missing(tmp_path):
+    x = _mixture_data(n=80)
+    gm = jaxem.GaussianMixture(2, missing="marginalize", random_state=0).fit(x)
+    path = gm.save(tmp_path / "gm.npz")
+    back = jaxem.load(path)
+    assert back.missing == "marginalize"
+    np.testing.assert_allclose(back.score_samples(x), gm.score_samples(x), rtol=1e-12)
+    hmm = jaxem.PoissonHMM(2, missing="marginalize", random_state=0)
+    hmm.fit(_hmm_data("poisson", b=1)[0])
+    back = jaxem.load(hmm.save(tmp_path / "hmm.npz"))
+    x = _hmm_data("poisson", b=1)[0]
+    assert back.score(x) == pytest.approx(hmm.score(x), rel=1e-12)

@@ -102,6 +102,58 @@ def _variances(cov, covariance_type, d):
     return cov[:, None] * jnp.ones((1, d), cov.dtype)
 
 
+# Up to this many features the small factorisations are unrolled into
+# elementwise operations over the (row, component) batch: XLA's batched
+# Cholesky and triangular solves on CPU loop over the batch one small matrix
+# at a time, many times slower for d of a few.
+_UNROLL_FEATURES = 16
+
+
+def _cholesky(s):
+    """Lower Cholesky factors of a batch of SPD matrices (..., d, d)."""
+    d = s.shape[-1]
+    if d > _UNROLL_FEATURES:
+        return jnp.linalg.cholesky(s)
+    below = jnp.arange(d)
+    cols = []
+    for j in range(d):
+        v = s[..., :, j]
+        for c in cols:
+            v = v - c * c[..., j : j + 1]
+        # NaN for a non-positive pivot, as jnp.linalg.cholesky
+        pivot = jnp.sqrt(jnp.where(v[..., j] > 0, v[..., j], jnp.nan))
+        cols.append(jnp.where(below >= j, v / pivot[..., None], 0.0))
+    return jnp.stack(cols, axis=-1)
+
+
+def _solve_lower(chol, b):
+    """``chol^-1 b`` for lower ``chol`` (..., d, d) and ``b`` (..., d, m)."""
+    d = chol.shape[-1]
+    if d > _UNROLL_FEATURES:
+        return jax.scipy.linalg.solve_triangular(chol, b, lower=True)
+    rows = []
+    for j in range(d):
+        v = b[..., j, :]
+        for i, r in enumerate(rows):
+            v = v - chol[..., j, i, None] * r
+        rows.append(v / chol[..., j, j, None])
+    return jnp.stack(rows, axis=-2)
+
+
+def _solve_upper_t(chol, b):
+    """``chol^-T b`` for lower ``chol`` (..., d, d) and ``b`` (..., d, m)."""
+    d = chol.shape[-1]
+    if d > _UNROLL_FEATURES:
+        return jax.scipy.linalg.solve_triangular(chol, b, lower=True, trans=1)
+    rows = [None] * d
+    for j in reversed(range(d)):
+        v = b[..., j, :]
+        for i in range(j + 1, d):
+            v = v - chol[..., i, j, None] * rows[i]
+        rows[j] = v / chol[..., j, j, None]
+    return jnp.stack(rows, axis=-2)
+
+
 def _masked_factor(x, m, means, cov):
     """Cholesky factors of ``S`` per (row, component) and the residuals.
 
@@ -112,9 +164,9 @@ def _masked_factor(x, m, means, cov):
     mm = m[:, None, :, None] * m[:, None, None, :]  # (B, 1, d, d)
     eye = jnp.eye(d, dtype=x.dtype)
     s = mm * cov[None] + (1 - m)[:, None, :, None] * eye[None, None]
-    chol = jnp.linalg.cholesky(s)
+    chol = _cholesky(s)
     r = m[:, None, :] * (x[:, None, :] - means[None])
-    y = jax.scipy.linalg.solve_triangular(chol, r[..., None], lower=True)[..., 0]
+    y = _solve_lower(chol, r[..., None])[..., 0]
     return chol, r, y
 
 
@@ -147,13 +199,11 @@ def _moments_block(x, m, means, cov, covariance_type):
     if covariance_type in ("full", "tied"):
         full = _full_covariances(cov, covariance_type, k, d)
         chol, _, y = _masked_factor(x, m, means, full)
-        alpha = jax.scipy.linalg.solve_triangular(
-            chol, y[..., None], lower=True, trans=1
-        )[..., 0]
+        alpha = _solve_upper_t(chol, y[..., None])[..., 0]
         filled = jnp.einsum("kij,bkj->bki", full, alpha)
         xc = jnp.where(obs, x[:, None, :] - means[None], filled)
         ms = m[:, None, :, None] * full[None]  # M Sigma, (B, K, d, d)
-        w = jax.scipy.linalg.solve_triangular(chol, ms, lower=True)
+        w = _solve_lower(chol, ms)
         cond = full[None] - jnp.einsum("bkij,bkil->bkjl", w, w)
         miss = (1 - m)[:, None, :]
         cond = cond * miss[..., :, None] * miss[..., None, :]

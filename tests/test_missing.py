@@ -633,3 +633,21 @@ def test_saved_estimator_keeps_missing(tmp_path):
     back = jaxem.load(hmm.save(tmp_path / "hmm.npz"))
     x = _hmm_data("poisson", b=1)[0]
     assert back.score(x) == pytest.approx(hmm.score(x), rel=1e-12)
+
+
+def test_restarts_and_uneven_sequences():
+    x = _mixture_data(n=150)
+    gm = jaxem.GaussianMixture(2, missing="marginalize", n_init=3, random_state=0)
+    gm.fit(x)
+    # restart 0 of n_init=3 starts as n_init=1 does: the best is no worse
+    single = jaxem.GaussianMixture(2, missing="marginalize", random_state=0).fit(x)
+    assert gm.lower_bound_ >= single.lower_bound_ - 1e-12
+    counts = np.round(np.abs(np.nan_to_num(x, nan=1.0)) * 3)
+    counts[np.isnan(x)] = np.nan
+    hmm = jaxem.PoissonHMM(2, missing="marginalize", n_init=2, random_state=0)
+    hmm.fit(counts, [90, 60])
+    assert np.all(np.isfinite(hmm.lambdas_))
+    # two sequences score as the sum of their scores
+    total = hmm.score(counts, [90, 60])
+    parts = hmm.score(counts[:90]) + hmm.score(counts[90:])
+    assert total == pytest.approx(parts, rel=1e-12)

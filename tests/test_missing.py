@@ -651,3 +651,41 @@ def test_restarts_and_uneven_sequences():
     total = hmm.score(counts, [90, 60])
     parts = hmm.score(counts[:90]) + hmm.score(counts[90:])
     assert total == pytest.approx(parts, rel=1e-12)
+
+
+@pytest.mark.parametrize("d", [4, 18])  # unrolled factorisations, and LAPACK's
+@pytest.mark.parametrize("ctype", ["full", "tied"])
+def test_observed_block_density_and_moments(d, ctype):
+    from jaxem.models import _gmm_missing
+
+    rng = np.random.default_rng(d)
+    x = rng.normal(size=(12, d))
+    mask = rng.random((12, d)) > 0.4
+    mask[0] = False  # nothing observed
+    mask[1] = True  # everything observed
+    means = rng.normal(size=(2, d))
+    a = rng.normal(size=(2, d, d))
+    cov = a @ np.swapaxes(a, 1, 2) + np.eye(d)
+    if ctype == "tied":
+        cov = cov[0]
+    mats = _as_matrices(cov, ctype, 2, d)
+    args = (
+        jnp.asarray(np.where(mask, x, 0.0)),
+        mask,
+        jnp.asarray(means),
+        jnp.asarray(cov),
+    )
+    table = _gmm_missing.log_pdf(*args, ctype)
+    xc, cond = _gmm_missing.conditional_moments(*args, ctype)
+    for i in range(12):
+        xi = np.where(mask[i], x[i], np.nan)
+        for k in range(2):
+            want = _observed_log_pdf(xi, mask[i], means[k], mats[k])
+            assert float(table[i, k]) == pytest.approx(want, rel=1e-12, abs=1e-12)
+            xhat, c = _conditional(
+                np.where(mask[i], x[i], 0.0), mask[i], means[k], mats[k]
+            )
+            np.testing.assert_allclose(
+                xc[i, k] + means[k], xhat, rtol=1e-10, atol=1e-12
+            )
+            np.testing.assert_allclose(cond[i, k], c, rtol=1e-10, atol=1e-12)

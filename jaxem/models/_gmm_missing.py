@@ -84,11 +84,12 @@ def missing_data(x) -> dict:
 
 
 def _full_covariances(cov, covariance_type, k, d):
-    """(K, d, d) covariances of any type (diagonal ones as matrices)."""
+    """(K, d, d) covariances of any type (diagonal ones as matrices); (1, d, d)
+    for tied, so each row's factorisation is shared by the components."""
     if covariance_type == "full":
         return cov
     if covariance_type == "tied":
-        return jnp.broadcast_to(cov, (k, d, d))
+        return cov[None]
     var = (
         cov if covariance_type == "diag" else cov[:, None] * jnp.ones((1, d), cov.dtype)
     )
@@ -130,6 +131,9 @@ def _solve_lower(chol, b):
     """``chol^-1 b`` for lower ``chol`` (..., d, d) and ``b`` (..., d, m)."""
     d = chol.shape[-1]
     if d > _UNROLL_FEATURES:
+        shape = jnp.broadcast_shapes(chol.shape[:-2], b.shape[:-2])
+        chol = jnp.broadcast_to(chol, shape + chol.shape[-2:])
+        b = jnp.broadcast_to(b, shape + b.shape[-2:])
         return jax.scipy.linalg.solve_triangular(chol, b, lower=True)
     rows = []
     for j in range(d):
@@ -144,6 +148,9 @@ def _solve_upper_t(chol, b):
     """``chol^-T b`` for lower ``chol`` (..., d, d) and ``b`` (..., d, m)."""
     d = chol.shape[-1]
     if d > _UNROLL_FEATURES:
+        shape = jnp.broadcast_shapes(chol.shape[:-2], b.shape[:-2])
+        chol = jnp.broadcast_to(chol, shape + chol.shape[-2:])
+        b = jnp.broadcast_to(b, shape + b.shape[-2:])
         return jax.scipy.linalg.solve_triangular(chol, b, lower=True, trans=1)
     rows = [None] * d
     for j in reversed(range(d)):
@@ -157,8 +164,9 @@ def _solve_upper_t(chol, b):
 def _masked_factor(x, m, means, cov):
     """Cholesky factors of ``S`` per (row, component) and the residuals.
 
-    x, m: (B, d); means (K, d); cov (K, d, d). Returns ``chol`` (B, K, d, d),
-    ``r`` (B, K, d) and ``y = chol^-1 r`` (B, K, d).
+    x, m: (B, d); means (K, d); cov (K, d, d) or (1, d, d) (tied). Returns
+    ``chol`` (B, K, d, d) (or (B, 1, d, d)), ``r`` (B, K, d) and
+    ``y = chol^-1 r`` (B, K, d).
     """
     d = x.shape[-1]
     mm = m[:, None, :, None] * m[:, None, None, :]  # (B, 1, d, d)
@@ -200,14 +208,15 @@ def _moments_block(x, m, means, cov, covariance_type):
         full = _full_covariances(cov, covariance_type, k, d)
         chol, _, y = _masked_factor(x, m, means, full)
         alpha = _solve_upper_t(chol, y[..., None])[..., 0]
-        filled = jnp.einsum("kij,bkj->bki", full, alpha)
+        filled = jnp.matmul(full[None], alpha[..., None])[..., 0]
         xc = jnp.where(obs, x[:, None, :] - means[None], filled)
         ms = m[:, None, :, None] * full[None]  # M Sigma, (B, K, d, d)
         w = _solve_lower(chol, ms)
         cond = full[None] - jnp.einsum("bkij,bkil->bkjl", w, w)
         miss = (1 - m)[:, None, :]
         cond = cond * miss[..., :, None] * miss[..., None, :]
-        return xc, 0.5 * (cond + jnp.swapaxes(cond, -1, -2))
+        cond = 0.5 * (cond + jnp.swapaxes(cond, -1, -2))
+        return xc, jnp.broadcast_to(cond, xc.shape + (d,))
     var = _variances(cov, covariance_type, d)
     xc = jnp.where(obs, x[:, None, :] - means[None], 0.0)
     return xc, (1 - m)[:, None, :] * var[None]

@@ -792,3 +792,36 @@ def test_fit_hmm_states_column(capsys, tmp_path):
 def test_bad_labels_and_accelerate(capsys, tmp_path, extra, match):
     path = _labelled_csv(tmp_path / "labelled.csv")
     _one_line_error(capsys, "fit", "gmm", path, *extra, match=match)
+# ------------------------------------------------------ --missing marginalize
+def test_fit_missing_marginalize(capsys, tmp_path):
+    rows = GMM_ROWS.splitlines()
+    # empty, NA and nan cells, and one row with nothing observed
+    rows[3] = "," + rows[3].split(",")[1]
+    rows[8] = rows[8].split(",")[0] + ",NA"
+    rows[12] = "nan," + rows[12].split(",")[1]
+    rows[20] = "NA,"  # (a line of empty cells alone is a blank line)
+    path = tmp_path / "holes.csv"
+    path.write_text("\n".join(rows) + "\n")
+    _one_line_error(capsys, "fit", "gmm", path, match="is missing")
+    _one_line_error(
+        capsys, "fit", "coins", path, "--missing", "marginalize", match="--missing"
+    )
+    labels = tmp_path / "labels.csv"
+    code, out, err = run(
+        capsys, "fit", "gmm", path, "--missing", "marginalize", "--predict", labels
+    )
+    assert code == 0, err
+    assert "5 missing cell(s) marginalised" in err
+    assert "nan" not in out.lower()
+    predicted = np.loadtxt(labels, delimiter=",", skiprows=1)
+    assert predicted.shape == (50, 3) and np.all(np.isfinite(predicted))
+    # the row with nothing observed gets the mixing weights
+    X = np.genfromtxt(path, delimiter=",", skip_header=1)
+    est = jaxem.GaussianMixture(2, missing="marginalize", random_state=0).fit(X)
+    np.testing.assert_allclose(
+        np.sort(predicted[19, 1:]), np.sort(est.weights_), rtol=1e-4
+    )
+    code, out, err = run(
+        capsys, "fit", "hmm", path, "--missing", "marginalize", "--states", "2"
+    )
+    assert code == 0, err

@@ -13,6 +13,7 @@ PAGES = [
     "standard-errors-and-acceleration.md",
     "priors.md",
     "labels.md",
+    "missing-values.md",
 ]
 
 

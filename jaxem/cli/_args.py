@@ -105,6 +105,7 @@ examples:
   jaxem fit gmm points.npy --coordinator 10.0.0.1:1234 --num-processes 2 \\
       --process-id 0                            # on each host, its own id
   jaxem fit gmm cells.csv -k 3 --labels type --accelerate squarem --standard-errors
+  jaxem fit gmm survey.csv -k 3 --missing marginalize   # empty cells: missing
 
 FILE is .csv (a header row of names is optional; '#' starts a comment line; an
 unnamed first column, as pandas writes its index, is skipped) or .npy (a 1-D
@@ -224,6 +225,7 @@ def _add_fit(sub) -> None:
     _fit_options(fit)
     _scale_options(fit)
     _beyond_em_options(fit)
+    _missing_option(fit)
     fit.add_argument("--out", metavar="MODEL.npz", help="save the fitted model")
     fit.add_argument(
         "--plot",
@@ -362,6 +364,18 @@ def _beyond_em_options(fit) -> None:
         action="store_true",
         help="also print the fitted parameters' standard errors (observed "
         "information, by autodiff)",
+    )
+
+
+def _missing_option(fit) -> None:
+    # missing values (docs/missing-values.md)
+    fit.add_argument(
+        "--missing",
+        choices=["raise", "marginalize"],
+        default="raise",
+        help="empty, NA or NaN cells: 'raise' refuses them (default); "
+        "'marginalize' treats them as missing at random and integrates them "
+        "out exactly (gmm, Gaussian and Poisson hmm)",
     )
 
 

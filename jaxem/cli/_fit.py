@@ -88,10 +88,21 @@ def _check_model_options(args) -> None:
     )
     if args.covariance_type is not None and not gaussian:
         raise UsageError("--covariance-type: only for gmm and Gaussian hmm")
+    # missing values (docs/missing-values.md)
+    if args.missing == "marginalize":
+        if not (gaussian or (args.model == "hmm" and args.emission == "poisson")):
+            raise UsageError(
+                "--missing marginalize: only for gmm, Gaussian hmm and Poisson hmm"
+            )
+        if args.plot:
+            raise UsageError("--missing marginalize: cannot --plot data with holes")
 
 
 def _read_data(args):
-    table = _read.read_table(args.file, check_finite=False, note=_note)
+    marginalize = args.missing == "marginalize"
+    table = _read.read_table(
+        args.file, check_finite=False, note=_note, allow_missing=marginalize
+    )
     seq_col, lengths, seq_names = None, args.lengths, None
     if args.sequence_column is not None:
         seq_col = table.column(args.sequence_column)
@@ -102,7 +113,12 @@ def _read_data(args):
         raise UsageError("--labels: must not be the --sequence-column")
     data = _read.select_columns(table, args.columns, seq_col, label_col)
     args.label_values = _labels(args, table, label_col)
-    _read.check_all_finite(data)
+    if marginalize:
+        _read.check_no_infinity(data)
+        if np.isnan(data.values).any():
+            _note(f"{int(np.isnan(data.values).sum())} missing cell(s) marginalised")
+    else:
+        _read.check_all_finite(data)
     if lengths is not None and sum(lengths) != data.values.shape[0]:
         raise UsageError(
             f"--lengths: sum to {sum(lengths)}, but {args.file} has "
@@ -132,6 +148,8 @@ def _labels(args, table, col):
 def _kwargs(args, max_iter_name: str) -> dict[str, Any]:
     kw: dict[str, Any] = {"random_state": args.seed, max_iter_name: args.max_iter}
     kw.update(_scale.estimator_options(args))
+    if args.missing == "marginalize":
+        kw["missing"] = "marginalize"
     if args.tol is not None:
         kw["tol"] = args.tol
     if args.accelerate is not None:
@@ -249,7 +267,8 @@ def _hmm_estimator(args, X, data):
         )
         return jaxem.CategoricalHMM, {}, codes.reshape(-1, 1), symbols
     if args.emission == "poisson":
-        if np.any(X < 0) or np.any(X != np.round(X)):
+        seen = X[~np.isnan(X)]
+        if np.any(seen < 0) or np.any(seen != np.round(seen)):
             raise UsageError(f"{args.file}: poisson emissions need counts >= 0")
         return jaxem.PoissonHMM, {}, X, None
     kw = {"covariance_type": args.covariance_type or "diag"}

@@ -61,6 +61,7 @@ def read_table(
     *,
     check_finite: bool = True,
     note: Callable[[str], None] = print,
+    allow_missing: bool = False,
 ) -> Table:
     """Read a .csv or .npy file of numbers, with one-line errors for bad input.
 
@@ -69,6 +70,8 @@ def read_table(
         check_finite: refuse NaN and infinite cells.
         note: called with one line when the reader skips something (a
             pandas index column).
+        allow_missing: read empty and NA cells of a .csv as NaN (missing)
+            instead of refusing them.
 
     Returns:
         A :class:`Table`.
@@ -94,7 +97,7 @@ def read_table(
     if suffix == ".npy":
         table = _read_npy(path)
     elif suffix in (".csv", ".txt"):
-        table = _read_csv(path, note)
+        table = _read_csv(path, note, allow_missing)
     else:
         raise UsageError(f"{path}: unknown file type {suffix!r}, expected .csv or .npy")
     if check_finite:
@@ -150,7 +153,7 @@ def _is_header(row: list[str]) -> bool:
     )
 
 
-def _read_csv(path, note) -> Table:
+def _read_csv(path, note, allow_missing=False) -> Table:
     rows, lines = _rows(path)
     skip = 0
     if _is_header(rows[0]):
@@ -175,7 +178,7 @@ def _read_csv(path, note) -> Table:
                 f"{len(names) + skip} (ragged rows)"
             )
         cells = zip(names, row[skip:], strict=True)
-        values[i] = [_cell(path, lineno, name, c) for name, c in cells]
+        values[i] = [_cell(path, lineno, name, c, allow_missing) for name, c in cells]
     return Table(path, values, names, lines)
 
 
@@ -189,8 +192,10 @@ def _check_names(path, line: int, names: list[str], skip: int) -> None:
         raise UsageError(f"{path}: row {line}: repeated column names")
 
 
-def _cell(path, lineno: int, name: str, cell: str) -> float:
+def _cell(path, lineno: int, name: str, cell: str, allow_missing=False) -> float:
     number = _number(cell)
+    if number is None and allow_missing and cell.lower() in _MISSING:
+        return float("nan")
     if number is None:
         where = f"{path}: row {lineno}, column {name!r}"
         if cell.lower() in _MISSING:
@@ -206,6 +211,14 @@ def check_all_finite(table: Table) -> None:
         i, j = bad[0]
         kind = "NaN" if np.isnan(table.values[i, j]) else "infinite"
         raise UsageError(f"{table.path}: {table.where(i, j)} is {kind}")
+
+
+def check_no_infinity(table: Table) -> None:
+    """Refuse an infinite cell (NaN, a missing cell, is allowed), naming it."""
+    bad = np.argwhere(np.isinf(table.values))
+    if bad.size:
+        i, j = bad[0]
+        raise UsageError(f"{table.path}: {table.where(i, j)} is infinite")
 
 
 def select_columns(

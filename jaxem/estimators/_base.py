@@ -119,6 +119,10 @@ def validate_X(estimator, X, *, reset: bool, ensure_min_samples: int = 1, **kwar
     them (a DataFrame with other or reordered columns is refused). Other
     keyword arguments go to ``validate_data``.
     """
+    # missing="marginalize" (GaussianMixture, GaussianHMM, PoissonHMM): NaN
+    # marks a missing entry; infinity is still refused.
+    if getattr(estimator, "missing", "raise") == "marginalize":
+        kwargs.setdefault("ensure_all_finite", "allow-nan")
     return validate_data(
         estimator,
         X,

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import constraints
 from .. import models as _models
 from .._validation import check_finite
+from ..models._gmm_missing import MISSING_OPTIONS, missing_data
 from . import _base
 from ._hmm_base import PRIOR, BaseHMM, _parallel_option, chain_fit_scalars
 from ._hmm_sequences import check_prior
@@ -60,6 +61,11 @@ class GaussianHMM(BaseHMM):
             (give a count or ids to an estimator that scikit-learn clones).
         accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
             SQUAREM; ``monitor_.iter`` then counts cycles of three EM steps).
+        missing: ``"raise"`` (NaN in X is a ValueError) or ``"marginalize"``:
+            NaN marks a missing entry; a step with nothing observed has no
+            emission term and a partly observed one marginalises its missing
+            features, in ``fit``, ``score``, ``predict`` and ``decode``
+            (docs/missing-values.md).
 
     Attributes:
         startprob_: (K,) initial state probabilities.
@@ -98,6 +104,8 @@ class GaussianHMM(BaseHMM):
     _parameter_constraints = {
         **BaseHMM._parameter_constraints,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        # missing values (docs/missing-values.md)
+        "missing": [StrOptions(set(MISSING_OPTIONS))],
         "min_covar": [Interval(Real, 0, None, closed="left")],
         "means_prior": PRIOR,
         "means_weight": PRIOR,
@@ -127,6 +135,7 @@ class GaussianHMM(BaseHMM):
         n_init=1,
         devices=None,
         accelerate=None,
+        missing="raise",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -148,6 +157,7 @@ class GaussianHMM(BaseHMM):
         self.n_init = n_init
         self.devices = devices
         self.accelerate = accelerate
+        self.missing = missing
 
     # ------------------------------------------------------- hmmlearn's API
     @property
@@ -229,6 +239,7 @@ class GaussianHMM(BaseHMM):
             transmat_prior=self.transmat_prior,
             parallel=_parallel_option(self.implementation),
             singular_floor=float(self.min_covar),
+            missing=self.missing,
             **self._priors(d),
         )
 
@@ -243,7 +254,17 @@ class GaussianHMM(BaseHMM):
         return X
 
     def _to_data(self, padded):
+        if self.missing == "marginalize":
+            return missing_data(padded)
         return padded
+
+    def _from_data(self, x):
+        return np.asarray(x["x"] if isinstance(x, dict) else x)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
 
     def _init_options(self):
         return (("min_covar", float(self.min_covar)),)

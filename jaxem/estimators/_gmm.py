@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..models import _gmm
+from ..models import _gmm, _gmm_missing
 from . import _base, _labels, _streaming
 from ._mixture import CollapsedComponentWarning, MixtureEstimator
 
@@ -111,6 +111,9 @@ class GaussianMixture(MixtureEstimator):
             ``n_iter_`` then counts SQUAREM cycles of three EM steps).
         semi_supervised: read ``fit``'s ``y`` as partial labels (component
             index, -1 for unlabelled; see ``fit``); False: ``y`` is ignored.
+        missing: ``"raise"`` (NaN in X is a ValueError) or ``"marginalize"``:
+            NaN marks a missing entry, marginalised exactly in the fit and in
+            ``score``/``predict``/``predict_proba`` (docs/missing-values.md).
 
     Attributes:
         weights_: (K,) mixing weights.
@@ -161,6 +164,8 @@ class GaussianMixture(MixtureEstimator):
         "covars_prior": [Interval(Real, 0.0, None, closed="left"), "array-like"],
         "covars_weight": [Interval(Real, 0.0, None, closed="left"), "array-like"],
         "chunk_rows": [None, Interval(Integral, 1, None, closed="left")],
+        # missing values (docs/missing-values.md)
+        "missing": [StrOptions(set(_gmm_missing.MISSING_OPTIONS))],
     }
 
     def __init__(
@@ -189,6 +194,7 @@ class GaussianMixture(MixtureEstimator):
         chunk_rows=None,
         accelerate=None,
         semi_supervised=False,
+        missing="raise",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -213,6 +219,7 @@ class GaussianMixture(MixtureEstimator):
         self.chunk_rows = chunk_rows
         self.accelerate = accelerate
         self.semi_supervised = semi_supervised
+        self.missing = missing
 
     def _model(self, n_features):
         return _gmm.gaussian_mixture(
@@ -225,13 +232,24 @@ class GaussianMixture(MixtureEstimator):
             means_weight=self.means_weight,
             covars_prior=self.covars_prior,
             covars_weight=self.covars_weight,
+            missing=self.missing,
         )
 
     def _check_X(self, X):
         return X
 
     def _to_data(self, X):
+        if self.missing == "marginalize":
+            return _gmm_missing.missing_data(X)
         return X
+
+    def _from_data(self, x):
+        return x["x"] if isinstance(x, dict) else x
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
 
     def _check_parameters(self, X):
         """Explicit initial values, with scikit-learn's messages (its tests
@@ -287,7 +305,8 @@ class GaussianMixture(MixtureEstimator):
             model = self._model(X.shape[1])
             params = self._attributes_to_params(self._fit_dtype)
             w = None if sample_weight is None else jnp.asarray(sample_weight, X.dtype)
-            self.collapsed_ = np.asarray(_collapsed(model, params, jnp.asarray(X), w))
+            data = jax.tree.map(jnp.asarray, self._to_data(X))
+            self.collapsed_ = np.asarray(_collapsed(model, params, data, w))
         if self.collapsed_.any():
             warnings.warn(
                 f"GaussianMixture: {int(self.collapsed_.sum())} component(s) "
@@ -302,7 +321,7 @@ class GaussianMixture(MixtureEstimator):
         if len(self._inits) == 3:
             params = {}
         else:
-            params = self._model(data.shape[1]).init(
+            params = self._model(self.n_features_in_).init(
                 key, data, self.init_params, weights
             )
         return {**params, **{k: jnp.asarray(v) for k, v in self._inits.items()}}

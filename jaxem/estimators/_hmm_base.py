@@ -204,7 +204,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
     def _draw(self, model, X, data, lengths, n_init: int) -> dict:
         """(n_init, ...) stacked starting values, drawn or from the attributes."""
         drawn_names = [n for c, n in self._letters.items() if self._needs_init(c, n)]
-        data, lengths = jnp.asarray(data), jnp.asarray(lengths)
+        data, lengths = _as_jax(data), jnp.asarray(lengths)
         keys = jax.random.split(_base.check_random_state(self.random_state), n_init)
         options = self._init_options()
         if drawn_names:
@@ -350,7 +350,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
                 result = _fitmod.fit(
                     model,
                     _base.take(params0, 0),
-                    jnp.asarray(data),
+                    _as_jax(data),
                     lengths=jnp.asarray(lengths),
                     tol=tol,
                     callback=callback,
@@ -363,7 +363,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
                 results = _base.fit_restarts(
                     model,
                     params0,
-                    jnp.asarray(data),
+                    _as_jax(data),
                     None,
                     jnp.asarray(lengths),
                     tol,
@@ -397,7 +397,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
     def _report_unvisited(self, model, data, lengths):
         params = self._attributes_to_params(self._fit_dtype)
         post = _fitmod.e_step(
-            model, params, jnp.asarray(data), lengths=lengths
+            model, params, _as_jax(data), lengths=lengths
         ).posterior
         occupancy = np.asarray(post.marginals.sum(axis=(0, 1)))
         tiny = np.finfo(occupancy.dtype).eps * lengths.sum()
@@ -423,7 +423,7 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
             estep = _fitmod.e_step(
                 self._model(X),
                 self._attributes_to_params(dtype),
-                jnp.asarray(data),
+                _as_jax(data),
                 lengths=lengths,
             )
             marginals = np.asarray(estep.posterior.marginals)
@@ -470,13 +470,13 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
             _, posteriors = self._e_step(X, lengths)
             return float(posteriors.max(axis=1).sum()), posteriors.argmax(axis=1)
         X, lengths, data, dtype = self._inference(X, lengths)
-        b, t = data.shape[:2]
+        b, t = jax.tree.leaves(data)[0].shape[:2]
         padded, padded_lengths, _ = _buckets.pad_sequences(data, lengths, None)
         with _base.precision_for(dtype):
             paths, scores = _markov_chain._viterbi_jit(
                 self._model(X),
                 self._attributes_to_params(dtype),
-                jnp.asarray(padded),
+                _as_jax(padded),
                 jnp.asarray(padded_lengths),
             )
             paths = np.asarray(paths)[:b, :t]
@@ -513,7 +513,8 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
                 self.random_state if random_state is None else random_state
             )
             x, z = self._model().sample(key, params, int(n_samples))
-            return self._from_data(np.asarray(x)), np.asarray(z).astype(int)
+            x = jax.tree.map(np.asarray, x)
+            return self._from_data(x), np.asarray(z).astype(int)
 
     def _from_data(self, x):
         return x
@@ -562,3 +563,9 @@ def expected_failed_checks(estimator) -> dict[str, str]:
         "check_methods_sample_order_invariance": sequence,
         "check_methods_subset_invariance": sequence,
     }
+
+
+def _as_jax(data):
+    """The padded data as JAX arrays (an array, or the ``{"x", "mask"}`` pytree
+    of ``missing="marginalize"``)."""
+    return jax.tree.map(jnp.asarray, data)

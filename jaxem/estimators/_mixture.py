@@ -108,7 +108,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
     def _em(self, X, w, warm, labels=None):
         dtype = X.dtype
         devices = _devices.resolve(getattr(self, "devices", None))
-        data = jnp.asarray(self._to_data(X))
+        data = jax.tree.map(jnp.asarray, self._to_data(X))
         weights = _base.as_jax(w)
         model = self._model(X.shape[1])
         n_obs = float(X.shape[0] if w is None else w.sum())
@@ -266,7 +266,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
             key = _base.check_random_state(self.random_state)
             model = self._model(self.n_features_in_)
             x, z = _sample(model, params, key, _bucket(n))
-        return self._from_data(np.asarray(x)[:n]), np.asarray(z)[:n]
+        x = jax.tree.map(lambda a: np.asarray(a)[:n], x)
+        return self._from_data(x), np.asarray(z)[:n]
 
     def standard_errors(self, X, y=None, sample_weight=None) -> dict:
         """Asymptotic standard errors of the fitted parameters, given ``X``.
@@ -343,8 +344,8 @@ def _mean_log_likelihood(model, params, X, to_data, w) -> float:
 
 
 def _padded_log_resp(model, params, data):
-    data = np.asarray(data)
-    n = data.shape[0]
+    data = jax.tree.map(np.asarray, data)
+    n = jax.tree.leaves(data)[0].shape[0]
     padded = _buckets.pad_rows(data, _bucket(n))
     log_prob, log_resp = _log_resp_jit(model, params, padded)
     return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n]

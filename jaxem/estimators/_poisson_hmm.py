@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_non_negative
 
 from .. import models as _models
+from ..models._gmm_missing import MISSING_OPTIONS, missing_data
 from . import _base
 from ._hmm_base import PRIOR, BaseHMM, _parallel_option, chain_fit_scalars
 from ._hmm_sequences import check_prior
@@ -27,6 +29,11 @@ class PoissonHMM(BaseHMM):
         accelerate:
             as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``l`` (lambdas).
+        missing: ``"raise"`` (NaN in X is a ValueError) or ``"marginalize"``:
+            NaN marks a missing entry; a step with nothing observed has no
+            emission term and a partly observed one marginalises its missing
+            features, in ``fit``, ``score``, ``predict`` and ``decode``
+            (docs/missing-values.md).
 
     Attributes:
         startprob_: (K,) initial state probabilities.
@@ -53,6 +60,8 @@ class PoissonHMM(BaseHMM):
         **BaseHMM._parameter_constraints,
         "lambdas_prior": PRIOR,
         "lambdas_weight": PRIOR,
+        # missing values (docs/missing-values.md)
+        "missing": [StrOptions(set(MISSING_OPTIONS))],
     }
 
     def __init__(
@@ -73,6 +82,7 @@ class PoissonHMM(BaseHMM):
         n_init=1,
         devices=None,
         accelerate=None,
+        missing="raise",
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -90,6 +100,7 @@ class PoissonHMM(BaseHMM):
         self.n_init = n_init
         self.devices = devices
         self.accelerate = accelerate
+        self.missing = missing
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -97,6 +108,7 @@ class PoissonHMM(BaseHMM):
         # Counts are whole numbers: scikit-learn's checks round their data to
         # non-negative integers for this tag only.
         tags.input_tags.categorical = True
+        tags.input_tags.allow_nan = self.missing == "marginalize"
         return tags
 
     @property
@@ -128,12 +140,14 @@ class PoissonHMM(BaseHMM):
             lambdas_weight=check_prior(
                 "lambdas_weight", self.lambdas_weight, (k, d), minimum=0
             ),
+            missing=self.missing,
         )
 
     def _validate_X(self, X, reset):
         X = _base.validate_X(self, X, reset=reset)
         check_non_negative(X, f"{self._name} (X: counts)")
-        if np.any(X != np.round(X)):
+        seen = X[~np.isnan(X)] if self.missing == "marginalize" else X
+        if np.any(seen != np.round(seen)):
             raise ValueError("X: counts must be whole numbers")
         if hasattr(self, "lambdas_") and not (reset and "l" in self.init_params):
             d = np.shape(np.atleast_2d(self.lambdas_))[1]
@@ -144,7 +158,12 @@ class PoissonHMM(BaseHMM):
         return X
 
     def _to_data(self, padded):
+        if self.missing == "marginalize":
+            return missing_data(padded)
         return padded
+
+    def _from_data(self, x):
+        return np.asarray(x["x"] if isinstance(x, dict) else x)
 
     def _emission_params(self, dtype, only=None):
         # The model's rates are positive: a hand-set 0 becomes the tiniest

@@ -4,11 +4,13 @@ from ._binomial import binomial_mixture as binomial_mixture
 from ._gmm import collapsed_components as collapsed_components
 from ._gmm import gaussian_mixture as gaussian_mixture
 from ._gmm import reg_covar_allowance as reg_covar_allowance
+from ._gmm_missing import missing_data as missing_data
 
 __all__ = [
     "binomial_mixture",
     "collapsed_components",
     "gaussian_mixture",
+    "missing_data",
     "reg_covar_allowance",
 ]
 

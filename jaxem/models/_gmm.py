@@ -23,7 +23,7 @@ from jax import lax
 from .. import constraints
 from .._latent import Categorical
 from .._model import ClosedForm, LatentModel
-from . import _gmm_estep, _gmm_prior, _gmm_stats
+from . import _gmm_estep, _gmm_missing, _gmm_prior, _gmm_stats
 from ._gmm_estep import precision_cholesky as precision_cholesky
 from ._gmm_stats import reg_covar_allowance as reg_covar_allowance
 
@@ -142,6 +142,7 @@ def gaussian_mixture(
     means_weight=0.0,
     covars_prior=0.0,
     covars_weight=1.0,
+    missing: str = "raise",
 ) -> LatentModel:
     """A mixture of ``n_components`` Gaussians in ``n_features`` dimensions.
 
@@ -191,6 +192,10 @@ def gaussian_mixture(
             MAP divides by ``n_k + max(nu - d, 0)`` (``full``, ``tied``) or
             ``n_k + max(nu - 1, 0)`` (``diag``, ``spherical``); a number or
             (K,) (a number for tied). 1: none.
+        missing: ``"raise"`` (data are an (N, d) array) or ``"marginalize"``:
+            data are ``{"x": (N, d), "mask": (N, d) bool}``
+            (``jaxem.models.missing_data(X)`` from NaN) and missing entries
+            are marginalised exactly (``docs/missing-values.md``).
 
     Returns:
         A ``LatentModel`` with a closed-form M-step.
@@ -233,13 +238,16 @@ def gaussian_mixture(
         hyper = None
     else:
         hyper = tuple(hyper.items())
+    _gmm_missing.check_missing(missing)
     return _gaussian_mixture(
-        n_components, n_features, covariance_type, float(reg_covar), hyper
+        n_components, n_features, covariance_type, float(reg_covar), hyper, missing
     )
 
 
 @functools.lru_cache(maxsize=128)
-def _gaussian_mixture(n_components, n_features, covariance_type, reg_covar, hyper):
+def _gaussian_mixture(
+    n_components, n_features, covariance_type, reg_covar, hyper, missing
+):
     """:func:`gaussian_mixture` for checked, hashable arguments (cached)."""
     k, d, ctype = n_components, n_features, covariance_type
     prior = None if hyper is None else dict(hyper)
@@ -304,7 +312,7 @@ def _gaussian_mixture(n_components, n_features, covariance_type, reg_covar, hype
         "diag": constraints.positive,
         "spherical": constraints.positive,
     }[ctype]
-    return LatentModel(
+    model = LatentModel(
         log_joint,
         latent=Categorical(k),
         constraints={
@@ -320,6 +328,9 @@ def _gaussian_mixture(n_components, n_features, covariance_type, reg_covar, hype
         name=f"gaussian_mixture({k}, {d}, {ctype!r}{_name_suffix(prior)})",
         log_prior=None if prior is None else log_prior,
     )
+    if missing == "marginalize":
+        return _gmm_missing.marginalizing(model, ctype, lambda: _BLOCK_ENTRIES)
+    return model
 
 
 def _name_suffix(prior):

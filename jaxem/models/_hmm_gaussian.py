@@ -12,7 +12,7 @@ import numpy as np
 from .. import constraints
 from .._latent._markov_chain import MarkovChain
 from .._model import ClosedForm, LatentModel
-from . import _priors
+from . import _gmm_missing, _hmm_missing, _priors
 from ._hmm import (
     COVARIANCE_TYPES,
     _call_name,
@@ -64,6 +64,7 @@ def gaussian_hmm(
     covars_weight=1.0,
     parallel: bool | None = None,
     singular_floor: float = 0.0,
+    missing: str = "raise",
 ) -> LatentModel:
     """An HMM with Gaussian emissions.
 
@@ -84,6 +85,9 @@ def gaussian_hmm(
     ``lax.associative_scan`` form, False the sequential ``lax.scan``, None
     (the default) by JAX's default backend (parallel on a GPU or TPU,
     sequential on a CPU).
+    ``missing="marginalize"``: data ``{"x": (B, T, d), "mask": (B, T, d)
+    bool}`` (``jaxem.models.missing_data``), missing entries marginalised
+    exactly (``docs/missing-values.md``).
     ``model.init(key, data, lengths=None, min_covar=1e-3)`` draws
     hmmlearn-style starting values (k-means means, data covariance);
     ``model.sample(key, params, n)`` draws one sequence of n steps. The same
@@ -116,7 +120,10 @@ def gaussian_hmm(
         "parallel": _resolve_parallel(parallel),
         "singular_floor": _prior("singular_floor", singular_floor, (), 0.0),
     }
-    return _gaussian_hmm(int(n_states), int(n_features), *options.values())
+    model = _gaussian_hmm(int(n_states), int(n_features), *options.values())
+    if _gmm_missing.check_missing(missing) == "marginalize":
+        return _hmm_missing.gaussian(model, covariance_type)
+    return model
 
 
 def _floor_singular(cov, second_moment, floor):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from .. import constraints
 from .._latent._markov_chain import MarkovChain
 from .._model import ClosedForm, LatentModel
+from . import _gmm_missing, _hmm_missing
 from ._hmm import (
     _call_name,
     _chain_constraints,
@@ -48,6 +49,7 @@ def poisson_hmm(
     lambdas_prior=0.0,
     lambdas_weight=0.0,
     parallel: bool | None = None,
+    missing: str = "raise",
 ) -> LatentModel:
     """An HMM with independent Poisson emissions per feature.
 
@@ -58,6 +60,9 @@ def poisson_hmm(
     ``lax.associative_scan`` form, False the sequential ``lax.scan``, None
     (the default) by JAX's default backend (parallel on a GPU or TPU,
     sequential on a CPU).
+    ``missing="marginalize"``: data ``{"x": (B, T, d), "mask": (B, T, d)
+    bool}`` (``jaxem.models.missing_data``), missing counts marginalised
+    exactly (``docs/missing-values.md``).
 
     Examples:
         >>> import jax, jaxem
@@ -76,7 +81,10 @@ def poisson_hmm(
         "lambdas_weight": _prior("lambdas_weight", lambdas_weight, (k, d), 0.0),
         "parallel": _resolve_parallel(parallel),
     }
-    return _poisson_hmm(int(n_states), int(n_features), *options.values())
+    model = _poisson_hmm(int(n_states), int(n_features), *options.values())
+    if _gmm_missing.check_missing(missing) == "marginalize":
+        return _hmm_missing.poisson(model)
+    return model
 
 
 @functools.cache

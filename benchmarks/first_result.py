@@ -260,6 +260,13 @@ def table(r: dict) -> str:
             f"| {label} | {cold:.2f} s | {warm:.2f} s | {peer_s} | {ratio[0]} | "
             f"{ratio[1]} |"
         )
+    lines.append("")
+    lines.append(
+        "A new size's refit / the same-shape refit (target <= 3x), cold process: "
+        f"GMM 120 rows {g['rows120'] / g['same']:.1f}x, "
+        f"HMM 800 points {h['rows800'] / h['same']:.1f}x, "
+        f"HMM lengths=[400, 600] {h['lengths'] / h['same']:.1f}x"
+    )
     return "\n".join(lines)
 
 

@@ -19,12 +19,11 @@ import logging
 from numbers import Integral, Real
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _buckets, constraints
+from .. import _buckets, _progress, constraints
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
 from .._latent import _markov_chain
@@ -49,10 +48,33 @@ PRIOR = ["array-like", Interval(Real, None, None, closed="neither")]
 """Constraint for a prior: a number or an array (values checked in ``fit``)."""
 
 
-@functools.partial(jax.jit, static_argnames=("model", "options"))
-def _draw_initial(model, keys, data, lengths, options):
-    """``model.init`` for each key (restarts), as one compiled program."""
+@functools.partial(jax.jit, static_argnames=("model", "options", "n_init"))
+def _draw_initial(model, key, data, lengths, options, n_init):
+    """``model.init`` for each of ``jax.random.split(key, n_init)`` (restarts),
+    as one compiled program.
+
+    Call it on sequences padded by :func:`pad` (length-0 sequences, steps past
+    every length): the chains' initialisers weigh each step by whether it lies
+    within its sequence, so the padding changes nothing, and one program
+    serves every data size of a bucket.
+    """
+    keys = jax.random.split(key, n_init)
     return jax.vmap(lambda k: model.init(k, data, lengths, **dict(options)))(keys)
+
+
+def pad(data, lengths):
+    """numpy (B', T', ...) data and (B',) lengths padded to a size bucket.
+
+    The estimators' buckets: ``jaxem._buckets.pad_sequences`` with at least
+    ``sequence_minimum(T)`` sequences, so 1 to 4 short sequences share every
+    program (initialisation, fit, scoring, decoding). ``jaxem.fit``'s own
+    padding leaves these shapes as they are.
+    """
+    t = jax.tree.leaves(data)[0].shape[1]
+    padded, padded_lengths, _ = _buckets.pad_sequences(
+        data, lengths, None, minimum_sequences=_buckets.sequence_minimum(t)
+    )
+    return padded, np.asarray(padded_lengths)
 
 
 class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
@@ -188,13 +210,13 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
     def _draw(self, model, X, data, lengths, n_init: int) -> dict:
         """(n_init, ...) stacked starting values, drawn or from the attributes."""
         drawn_names = [n for c, n in self._letters.items() if self._needs_init(c, n)]
-        data, lengths = jnp.asarray(data), jnp.asarray(lengths)
-        keys = jax.random.split(_base.check_random_state(self.random_state), n_init)
-        options = self._init_options()
+        data, lengths = pad(data, lengths)
+        key = _base.check_random_state(self.random_state)
+        args = (model, key, data, lengths, self._init_options(), int(n_init))
         if drawn_names:
-            drawn = _draw_initial(model, keys, data, lengths, options)
+            drawn = _draw_initial(*args)
         else:  # shapes only: nothing is computed
-            drawn = jax.eval_shape(_draw_initial, model, keys, data, lengths, options)
+            drawn = jax.eval_shape(_draw_initial, *args)
         dtype = self._param_dtype(X)
         params0 = {}
         for name in self._letters.values():
@@ -269,7 +291,8 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
         self._check_options()
         X, lengths, data = self._prepare(X, lengths, reset=True)
         dtype = self._param_dtype(X)
-        with _base.precision_for(dtype):
+        notice = _progress.compile_notice(self._name, self.verbose)
+        with _base.precision_for(dtype), notice:
             model = self._model(X)
             params0 = self._draw(model, X, data, lengths, self.n_init)
             self._fit_dtype = dtype
@@ -290,30 +313,24 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
             if self.verbose
             else contextlib.nullcontext()
         )
+        data, lengths = pad(data, lengths)
         with progress as callback:
-            if self.n_init == 1:  # concrete data: fit pads to a size bucket
+            if self.n_init == 1:
                 result = _fitmod.fit(
                     model,
                     _base.take(params0, 0),
-                    jnp.asarray(data),
-                    lengths=jnp.asarray(lengths),
+                    data,
+                    lengths=lengths,
                     tol=tol,
                     callback=callback,
                     **kwargs,
                 )
-                results = jax.tree.map(lambda a: a[None], result)
-            else:  # padded to a size bucket here: inside jit, fit cannot
-                data, lengths, _ = _buckets.pad_sequences(data, lengths)
-                results = _base.fit_restarts(
-                    model,
-                    params0,
-                    jnp.asarray(data),
-                    None,
-                    jnp.asarray(lengths),
-                    tol,
-                    callback=callback,
-                    **kwargs,
-                )
+                result = jax.tree.map(np.asarray, result)
+                _base.best_restart(result)  # FitError on a non-finite fit
+                return result
+            results = _base.fit_restarts(
+                model, params0, data, None, lengths, tol, callback=callback, **kwargs
+            )
         return _base.take(results, _base.best_restart(results))
 
     def _initialised_only(self, params0):
@@ -339,10 +356,10 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
 
     def _report_unvisited(self, model, data, lengths):
         params = self._attributes_to_params(self._fit_dtype)
-        post = _fitmod.e_step(
-            model, params, jnp.asarray(data), lengths=lengths
-        ).posterior
-        occupancy = np.asarray(post.marginals.sum(axis=(0, 1)))
+        padded, padded_lengths = pad(data, lengths)
+        post = _fitmod.e_step(model, params, padded, lengths=padded_lengths).posterior
+        # padding steps and sequences have posterior 0
+        occupancy = np.asarray(post.marginals).sum(axis=(0, 1))
         tiny = np.finfo(occupancy.dtype).eps * lengths.sum()
         self.unvisited_states_ = np.flatnonzero(occupancy <= tiny)
         if self.unvisited_states_.size:
@@ -362,14 +379,16 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
 
     def _e_step(self, X, lengths):
         X, lengths, data, dtype = self._inference(X, lengths)
+        b, t = data.shape[:2]
+        padded, padded_lengths = pad(data, lengths)
         with _base.precision_for(dtype):
             estep = _fitmod.e_step(
                 self._model(X),
                 self._attributes_to_params(dtype),
-                jnp.asarray(data),
-                lengths=lengths,
+                padded,
+                lengths=padded_lengths,
             )
-            marginals = np.asarray(estep.posterior.marginals)
+            marginals = np.asarray(estep.posterior.marginals)[:b, :t]
             return float(estep.log_likelihood), marginals[valid_steps(lengths)]
 
     def score_samples(self, X, lengths=None):
@@ -414,13 +433,13 @@ class BaseHMM(DensityMixin, SaveLoadMixin, BaseEstimator):
             return float(posteriors.max(axis=1).sum()), posteriors.argmax(axis=1)
         X, lengths, data, dtype = self._inference(X, lengths)
         b, t = data.shape[:2]
-        padded, padded_lengths, _ = _buckets.pad_sequences(data, lengths, None)
+        padded, padded_lengths = pad(data, lengths)
         with _base.precision_for(dtype):
             paths, scores = _markov_chain._viterbi_jit(
                 self._model(X),
                 self._attributes_to_params(dtype),
-                jnp.asarray(padded),
-                jnp.asarray(padded_lengths),
+                padded,
+                padded_lengths,
             )
             paths = np.asarray(paths)[:b, :t]
             return float(np.sum(np.asarray(scores)[:b])), paths[valid_steps(lengths)]

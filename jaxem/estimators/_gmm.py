@@ -224,7 +224,7 @@ class GaussianMixture(MixtureEstimator):
         round-off of the total (``models.collapsed_components``' rule), from
         the padded scoring program that ``predict`` and ``score`` share."""
         w = _base.sample_weights(sample_weight, X)
-        _, log_resp = self._log_resp(X)
+        _, log_resp = self._validated_log_resp(X)
         resp = np.exp(log_resp)
         nk = (resp if w is None else resp * w[:, None]).sum(axis=0)
         eps = np.finfo(nk.dtype).eps

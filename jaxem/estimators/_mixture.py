@@ -200,7 +200,12 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
     def _log_resp(self, X):
         """(log p(x_n), log p(z | x_n)) under the fitted parameters, numpy."""
         _base.check_fitted(self)
-        X = self._check_X(_base.validate_X(self, X, reset=False))
+        return self._validated_log_resp(
+            self._check_X(_base.validate_X(self, X, reset=False))
+        )
+
+    def _validated_log_resp(self, X):
+        """``_log_resp`` of an X validated already (numpy, (N, d))."""
         X = X.astype(self._fit_dtype, copy=False)
         with _base.precision_for(self._fit_dtype):
             model = self._model(X.shape[1])

@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/first_result.py                 # this checkout
     python benchmarks/first_result.py --jaxem /path/to/other/checkout --json out
+    python benchmarks/first_result.py --show out      # the tables of a saved run
 """
 
 from __future__ import annotations
@@ -260,6 +261,13 @@ def table(r: dict) -> str:
             f"| {label} | {cold:.2f} s | {warm:.2f} s | {peer_s} | {ratio[0]} | "
             f"{ratio[1]} |"
         )
+    lines.append("")
+    lines.append(
+        "A new size's refit / the same-shape refit (target <= 3x), cold process: "
+        f"GMM 120 rows {g['rows120'] / g['same']:.1f}x, "
+        f"HMM 800 points {h['rows800'] / h['same']:.1f}x, "
+        f"HMM lengths=[400, 600] {h['lengths'] / h['same']:.1f}x"
+    )
     return "\n".join(lines)
 
 
@@ -283,7 +291,8 @@ def programs(r: dict) -> str:
         ):
             if extra in r[key]:
                 names = [p[0] for p in r[key][extra]]
-                lines.append(f"  recompiled for {extra[9:] or 'size'}: {names}")
+                what = extra[len("programs") :].lstrip("_")
+                lines.append(f"  compiled for {what}: {names or 'nothing'}")
     return "\n".join(lines)
 
 
@@ -291,8 +300,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jaxem", help="a jaxem checkout to measure (PYTHONPATH)")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--show", help="print the tables of a --json file, no runs")
     args = parser.parse_args(argv)
-    r = measure(args.jaxem)
+    r = json.loads(Path(args.show).read_text()) if args.show else measure(args.jaxem)
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
     print(table(r))

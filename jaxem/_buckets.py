@@ -31,6 +31,13 @@ _POWERS_UP_TO = 4096
 _COARSE_STEPS = 4
 _FINE_STEPS = 16
 _FINE_FROM = 65536
+MIN_SEQUENCES = 4
+"""Smallest padded number of short sequences (:func:`sequence_minimum`)."""
+MIN_SEQUENCES_STEPS = 4 * 4096
+"""Most steps (sequences times padded length) padded up to ``MIN_SEQUENCES``."""
+MIN_ROWS = 1024
+"""Smallest padded number of observations: every mixture data set up to 1024
+rows shares one program (an iteration over 1024 rows takes microseconds)."""
 
 
 def bucket(n: int, minimum: int = 1) -> int:
@@ -150,7 +157,7 @@ def pad_weights(weights: Any, num_rows: int, size: int, dtype: Any) -> Any:
     return xp.concatenate([weights, zeros])
 
 
-def pad_observations(data: Any, weights: Any, dtype: Any, minimum: int = 1024):
+def pad_observations(data: Any, weights: Any, dtype: Any, minimum: int = MIN_ROWS):
     """Pad N observations to ``bucket(N)`` rows of zero weight.
 
     Args:
@@ -183,6 +190,7 @@ def pad_sequences(
     lengths: Any,
     weights: Any = None,
     minimum_steps: int = 16,
+    minimum_sequences: int = 1,
 ):
     """Pad B sequences of T steps to ``bucket(B)`` sequences of ``bucket(T)`` steps.
 
@@ -194,6 +202,8 @@ def pad_sequences(
         lengths: None (every sequence has T steps) or (B,) ints in [1, T].
         weights: None or (B,) per-sequence weights.
         minimum_steps: smallest padded length.
+        minimum_sequences: smallest padded number of sequences (see
+            :func:`sequence_minimum`).
 
     Returns:
         ``(data, lengths, weights)`` with (B', T', ...) data, (B',) int32
@@ -210,7 +220,7 @@ def pad_sequences(
         ((4, 32), [17, 17, 17, 0])
     """
     b, t = jax.tree.leaves(data)[0].shape[:2]
-    num_seq, num_steps = bucket(b), bucket(t, minimum_steps)
+    num_seq, num_steps = bucket(b, minimum_sequences), bucket(t, minimum_steps)
 
     def pad(leaf):
         leaf = _as_array(leaf)
@@ -229,6 +239,25 @@ def pad_sequences(
     return jax.tree.map(pad, data), lengths, weights
 
 
+def sequence_minimum(num_steps: int) -> int:
+    """The smallest padded batch for sequences of ``num_steps`` (padded) steps.
+
+    ``MIN_SEQUENCES`` while the padded batch has at most
+    ``MIN_SEQUENCES_STEPS`` steps in all, else 1. On a CPU the recursions over
+    a few short sequences cost about what one does (each step is a handful of
+    (B, K) operations), so one, two, three or four sequences share a program;
+    long sequences are not padded that way (the emissions would cost B times
+    as much).
+
+    Examples:
+        >>> from jaxem._buckets import sequence_minimum
+        >>> sequence_minimum(1000), sequence_minimum(100_000)
+        (4, 1)
+    """
+    steps = bucket(num_steps, 16)
+    return MIN_SEQUENCES if steps * MIN_SEQUENCES <= MIN_SEQUENCES_STEPS else 1
+
+
 def unpad_rows(tree: Any, n: int) -> Any:
     """The first ``n`` entries along axis 0 of every leaf (undo ``pad_rows``)."""
     return jax.tree.map(lambda x: take(x, (slice(0, n),)), tree)
@@ -245,4 +274,5 @@ def take(x: Any, index: tuple[slice, ...]) -> Any:
         return x[index]
     view = np.asarray(x)
     out = view[index]
-    return x if out.shape == view.shape else jnp.asarray(out)
+    # device_put, not jnp.asarray: the latter compiles a program per shape.
+    return x if out.shape == view.shape else jax.device_put(out, x.sharding)

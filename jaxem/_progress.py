@@ -204,3 +204,60 @@ def progress(desc: str, total: int | None, enabled: bool = True, **kwargs):
     import contextlib
 
     return contextlib.nullcontext(None)
+
+
+class CompileNotice:
+    """Say once, on ``file``, that a compile is under way (``verbose`` fits).
+
+    A context manager: while it is open, the first program JAX traces for
+    compilation (a jit cache miss: a first fit for this model and data size
+    bucket) prints one line, ``"<desc>: compiling (the first fit of this model
+    and data size; later fits reuse it)..."``, before XLA compiles it. A fit
+    that compiles nothing prints nothing.
+
+    Examples:
+        >>> import io, jax, jax.numpy as jnp
+        >>> from jaxem._progress import CompileNotice
+        >>> out = io.StringIO()
+        >>> with CompileNotice("demo", file=out):
+        ...     _ = jax.jit(lambda x: x * 3 + 1)(jnp.arange(3))
+        >>> out.getvalue().startswith("demo: compiling")
+        True
+    """
+
+    _EVENT = "/jax/core/compile/jaxpr_trace_duration"
+
+    def __init__(self, desc: str, file: TextIO | None = None):
+        self.desc = desc
+        self.file = file
+        self.said = False
+
+    def _listen(self, event: str, duration: float, **kwargs: Any) -> None:
+        if event != self._EVENT or self.said:
+            return
+        self.said = True
+        print(
+            f"{self.desc}: compiling (the first fit of this model and data size; "
+            "later fits reuse it)...",
+            file=self.file if self.file is not None else sys.stderr,
+            flush=True,
+        )
+
+    def __enter__(self) -> CompileNotice:
+        import jax
+
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        import jax
+
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
+def compile_notice(desc: str, verbose: Any):
+    """A :class:`CompileNotice` when ``verbose``, else a context that does
+    nothing (the estimators wrap their ``fit`` in it)."""
+    import contextlib
+
+    return CompileNotice(desc) if verbose else contextlib.nullcontext()

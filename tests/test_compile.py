@@ -338,3 +338,109 @@ def test_markov_chain_chooses_its_scan_by_backend(monkeypatch, backend, parallel
     assert jaxem.MarkovChain(3).parallel is parallel
     assert jaxem.MarkovChain(3, parallel=not parallel).parallel is (not parallel)
     assert jaxem.MarkovChain(3) == jaxem.MarkovChain(3, parallel=parallel)
+
+
+# ------------------------------------------------------- the estimators' paths
+IRIS_LIKE = np.concatenate(
+    [RNG.normal(m, s, (50, 4)) for m, s in ((0.0, 0.3), (2.0, 0.5), (4.0, 0.4))]
+)
+CHAIN_X = np.concatenate([RNG.normal(m, 1.0, (250, 2)) for m in (-3, 0, 3, 0)])
+
+
+@pytest.mark.parametrize(
+    "method", ["kmeans", "k-means++", "random", "random_from_data"]
+)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_padded_mixture_initialisation_equals_unpadded(method, weighted):
+    from jaxem.estimators._mixture import draw_restarts
+
+    model = jaxem.models.gaussian_mixture(3, 4, "full", 1e-6)
+    x = IRIS_LIKE[:130]
+    w = RNG.uniform(0.5, 2.0, 130) if weighted else None
+    key = jax.random.key(3)
+    plain = model.init(jax.random.fold_in(key, 1), x, method, w)
+    data, weights, mask = _buckets.pad_observations(x, w, x.dtype)
+    assert data.shape[0] == 1024
+    padded = draw_restarts(model, method, key, np.arange(2), data, weights, mask)
+    for name in plain:
+        np.testing.assert_allclose(padded[name][1], plain[name], rtol=1e-12, atol=1e-13)
+
+
+def test_gaussian_mixture_fit_equals_the_unpadded_computation():
+    est = jaxem.GaussianMixture(3, random_state=4, max_iter=30, tol=0.0)
+    with pytest.warns(_base.ConvergenceWarning):
+        est.fit(IRIS_LIKE[:140])
+    x = IRIS_LIKE[:140]
+    model = jaxem.models.gaussian_mixture(3, 4, "full", 1e-6)
+    params0 = model.init(jax.random.fold_in(jax.random.key(4), 0), x)
+    plain = unpadded_fit(model, params0, x, max_iter=30)
+    np.testing.assert_allclose(est.means_, plain.params["means"], rtol=1e-12)
+    np.testing.assert_allclose(
+        est.covariances_, plain.params["covariances"], rtol=1e-12, atol=1e-14
+    )
+    np.testing.assert_allclose(est.weights_, plain.params["weights"], rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(est.lower_bounds_) * 140, plain.history, rtol=1e-12
+    )
+    # scoring on the padded program equals the unpadded table
+    table = model.log_joint_table(plain.params, x)
+    log_prob = jax.nn.logsumexp(table, axis=1)
+    np.testing.assert_allclose(est.score_samples(x), log_prob, rtol=1e-12)
+    np.testing.assert_allclose(
+        est.predict_proba(x), np.exp(table - log_prob[:, None]), atol=1e-12
+    )
+    assert not est.collapsed_.any()
+
+
+def test_gaussian_hmm_fit_equals_the_unpadded_computation():
+    est = jaxem.GaussianHMM(3, random_state=2, n_iter=15, tol=-1.0)
+    est.fit(CHAIN_X[:700], [300, 400])
+    model = est._model(CHAIN_X)
+    data = np.zeros((2, 400, 2))
+    data[0, :300], data[1] = CHAIN_X[:300], CHAIN_X[300:700]
+    lengths = np.array([300, 400])
+    params0 = jax.tree.map(
+        lambda a: a[0],
+        jax.vmap(lambda k: model.init(k, data, lengths))(
+            jax.random.split(jax.random.key(2), 1)
+        ),
+    )
+    plain = unpadded_fit(model, params0, data, lengths=lengths, max_iter=15)
+    for name, attr in (("startprob", "startprob_"), ("transmat", "transmat_")):
+        np.testing.assert_allclose(getattr(est, attr), plain.params[name], rtol=1e-12)
+    np.testing.assert_allclose(est.means_, plain.params["means"], rtol=1e-12)
+    np.testing.assert_allclose(list(est.monitor_.history), plain.history, rtol=1e-12)
+    plain_ll = _fitmod._e_step(model, plain.params, data, None, lengths).log_likelihood
+    np.testing.assert_allclose(
+        est.score(CHAIN_X[:700], [300, 400]), plain_ll, rtol=1e-12
+    )
+
+
+def test_estimators_compile_nothing_for_a_new_number_of_rows_or_sequences():
+    gm = jaxem.GaussianMixture(3, random_state=0).fit(IRIS_LIKE)
+    gm.predict(IRIS_LIKE)
+    with lowerings() as again:
+        gm = jaxem.GaussianMixture(3, random_state=0).fit(IRIS_LIKE[:120])
+        gm.predict(IRIS_LIKE[:50])
+        gm.score_samples(IRIS_LIKE[:7])
+        gm.predict_proba(IRIS_LIKE[:130])
+    assert again == []
+    hmm = jaxem.GaussianHMM(3, random_state=0).fit(CHAIN_X)
+    hmm.score(CHAIN_X)
+    hmm.predict(CHAIN_X)
+    with lowerings() as again:
+        jaxem.GaussianHMM(3, random_state=0).fit(CHAIN_X[:800])
+        hmm = jaxem.GaussianHMM(3, random_state=0).fit(CHAIN_X, [400, 600])
+        hmm.score(CHAIN_X[:900], [100, 200, 600])
+        hmm.predict(CHAIN_X[:1000], [600, 400])  # the same step bucket
+        hmm.predict_proba(CHAIN_X[:600])
+    assert again == []
+
+
+def test_verbose_fit_says_it_is_compiling_once(capsys):
+    x = IRIS_LIKE[:60] * 1.5  # new values, same programs as the other tests
+    jaxem.GaussianMixture(2, covariance_type="spherical", verbose=1).fit(x)
+    err = capsys.readouterr().err
+    assert err.count("GaussianMixture: compiling") == 1, err
+    jaxem.GaussianMixture(2, covariance_type="spherical", verbose=1).fit(x[:50])
+    assert "compiling" not in capsys.readouterr().err

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 from numbers import Integral, Real
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .. import _buckets
 from ..models import _gmm, _gmm_missing
 from . import _base, _labels, _streaming
-from ._mixture import CollapsedComponentWarning, MixtureEstimator
+from ._mixture import CollapsedComponentWarning, MixtureEstimator, draw_restarts
 
 __all__ = ["CollapsedComponentWarning", "GaussianMixture"]
 
@@ -301,12 +300,15 @@ class GaussianMixture(MixtureEstimator):
         return self
 
     def _check_collapsed(self, X, sample_weight):
-        with _base.precision_for(self._fit_dtype):
-            model = self._model(X.shape[1])
-            params = self._attributes_to_params(self._fit_dtype)
-            w = None if sample_weight is None else jnp.asarray(sample_weight, X.dtype)
-            data = jax.tree.map(jnp.asarray, self._to_data(X))
-            self.collapsed_ = np.asarray(_collapsed(model, params, data, w))
+        """``collapsed_``: components whose responsibility mass is below the
+        round-off of the total (``models.collapsed_components``' rule), from
+        the padded scoring program that ``predict`` and ``score`` share."""
+        w = _base.sample_weights(sample_weight, X)
+        _, log_resp = self._validated_log_resp(X)
+        resp = np.exp(log_resp)
+        nk = (resp if w is None else resp * w[:, None]).sum(axis=0)
+        eps = np.finfo(nk.dtype).eps
+        self.collapsed_ = nk <= 10 * eps * max(float(nk.sum()), 1.0)
         if self.collapsed_.any():
             warnings.warn(
                 f"GaussianMixture: {int(self.collapsed_.sum())} component(s) "
@@ -316,6 +318,31 @@ class GaussianMixture(MixtureEstimator):
                 CollapsedComponentWarning,
                 stacklevel=2,
             )
+
+    def _initial_params(self, key, X, w):
+        """(n_init, ...) starts: one compiled program for every data size of
+        a size bucket (the data padded with rows of weight 0, which
+        ``models.gaussian_mixture``'s initialiser never draws), then the
+        explicit initial values over the drawn ones."""
+        n_init = int(self.n_init)
+        inits = {
+            name: np.broadcast_to(value, (n_init,) + value.shape)
+            for name, value in self._inits.items()
+        }
+        if len(inits) == 3:
+            return inits
+        data, weights, mask = _buckets.pad_observations(self._to_data(X), w, X.dtype)
+        restarts = np.arange(n_init, dtype=np.int32)
+        drawn = draw_restarts(
+            self._model(X.shape[1]),
+            self.init_params,
+            key,
+            restarts,
+            data,
+            weights,
+            mask,
+        )
+        return {**drawn, **inits}
 
     def _init_params(self, key, data, weights):
         if len(self._inits) == 3:
@@ -430,8 +457,3 @@ def _check_precisions(value, ctype, k, d) -> np.ndarray:
             "positive-definite"
         )
     return p
-
-
-@functools.partial(jax.jit, static_argnames="model")
-def _collapsed(model, params, data, weights):
-    return _gmm.collapsed_components(model, params, data, weights)

@@ -19,12 +19,11 @@ import logging
 from numbers import Integral, Real
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _buckets, _model, constraints
+from .. import _buckets, _evidence, _model, _progress, constraints
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
 from .._latent import _markov_chain
@@ -62,10 +61,33 @@ def _parallel_option(implementation: str) -> bool | None:
     return IMPLEMENTATIONS[implementation]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "options"))
-def _draw_initial(model, keys, data, lengths, options):
-    """``model.init`` for each key (restarts), as one compiled program."""
+@functools.partial(jax.jit, static_argnames=("model", "options", "n_init"))
+def _draw_initial(model, key, data, lengths, options, n_init):
+    """``model.init`` for each of ``jax.random.split(key, n_init)`` (restarts),
+    as one compiled program.
+
+    Call it on sequences padded by :func:`pad` (length-0 sequences, steps past
+    every length): the chains' initialisers weigh each step by whether it lies
+    within its sequence, so the padding changes nothing, and one program
+    serves every data size of a bucket.
+    """
+    keys = jax.random.split(key, n_init)
     return jax.vmap(lambda k: model.init(k, data, lengths, **dict(options)))(keys)
+
+
+def pad(data, lengths):
+    """numpy (B', T', ...) data and (B',) lengths padded to a size bucket.
+
+    The estimators' buckets: ``jaxem._buckets.pad_sequences`` with at least
+    ``sequence_minimum(T)`` sequences, so 1 to 4 short sequences share every
+    program (initialisation, fit, scoring, decoding). ``jaxem.fit``'s own
+    padding leaves these shapes as they are.
+    """
+    t = jax.tree.leaves(data)[0].shape[1]
+    padded, padded_lengths, _ = _buckets.pad_sequences(
+        data, lengths, None, minimum_sequences=_buckets.sequence_minimum(t)
+    )
+    return padded, np.asarray(padded_lengths)
 
 
 class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
@@ -204,13 +226,13 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
     def _draw(self, model, X, data, lengths, n_init: int) -> dict:
         """(n_init, ...) stacked starting values, drawn or from the attributes."""
         drawn_names = [n for c, n in self._letters.items() if self._needs_init(c, n)]
-        data, lengths = _as_jax(data), jnp.asarray(lengths)
-        keys = jax.random.split(_base.check_random_state(self.random_state), n_init)
-        options = self._init_options()
+        data, lengths = pad(data, lengths)
+        key = _base.check_random_state(self.random_state)
+        args = (model, key, data, lengths, self._init_options(), int(n_init))
         if drawn_names:
-            drawn = _draw_initial(model, keys, data, lengths, options)
+            drawn = _draw_initial(*args)
         else:  # shapes only: nothing is computed
-            drawn = jax.eval_shape(_draw_initial, model, keys, data, lengths, options)
+            drawn = jax.eval_shape(_draw_initial, *args)
         dtype = self._param_dtype(X)
         params0 = {}
         for name in self._letters.values():
@@ -290,7 +312,8 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
         k = self.n_components
         labels = _labels.check_labels("states", states, X.shape[0], k)
         dtype = self._param_dtype(X)
-        with _base.precision_for(dtype):
+        notice = _progress.compile_notice(self._name, self.verbose)
+        with _base.precision_for(dtype), notice:
             model = self._model(X)
             params0 = self._draw(model, X, data, lengths, self.n_init)
             evidence = None
@@ -333,6 +356,13 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
             else contextlib.nullcontext()
         )
         devices = _devices.resolve(getattr(self, "devices", None))
+        data, lengths = pad(data, lengths)
+        evidence = _evidence.pad(evidence, data, 2)
+        if devices is not None and evidence is not None:
+            raise ValueError(
+                "states: partial state labels cannot be combined with devices= "
+                "yet; fit on one device"
+            )
         with progress as callback:
             if devices is not None:  # each device runs its own sequences
                 data, lengths = _devices.shard_sequences(data, lengths, devices)
@@ -346,26 +376,27 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
                     callback=callback,
                     **kwargs,
                 )
-            elif self.n_init == 1:  # concrete data: fit pads to a size bucket
+            elif self.n_init == 1:  # fit pads to a size bucket (a no-op here)
                 result = _fitmod.fit(
                     model,
                     _base.take(params0, 0),
-                    _as_jax(data),
-                    lengths=jnp.asarray(lengths),
+                    data,
+                    lengths=lengths,
                     tol=tol,
                     callback=callback,
                     latent_evidence=evidence,
                     **kwargs,
                 )
-                results = jax.tree.map(lambda a: a[None], result)
-            else:  # padded to a size bucket here: inside jit, fit cannot
-                data, lengths, _ = _buckets.pad_sequences(data, lengths)
+                result = jax.tree.map(np.asarray, result)
+                _base.best_restart(result)  # FitError on a non-finite fit
+                return result
+            else:
                 results = _base.fit_restarts(
                     model,
                     params0,
-                    _as_jax(data),
+                    data,
                     None,
-                    jnp.asarray(lengths),
+                    lengths,
                     tol,
                     callback=callback,
                     evidence=evidence,
@@ -396,10 +427,10 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
 
     def _report_unvisited(self, model, data, lengths):
         params = self._attributes_to_params(self._fit_dtype)
-        post = _fitmod.e_step(
-            model, params, _as_jax(data), lengths=lengths
-        ).posterior
-        occupancy = np.asarray(post.marginals.sum(axis=(0, 1)))
+        padded, padded_lengths = pad(data, lengths)
+        post = _fitmod.e_step(model, params, padded, lengths=padded_lengths).posterior
+        # padding steps and sequences have posterior 0
+        occupancy = np.asarray(post.marginals).sum(axis=(0, 1))
         tiny = np.finfo(occupancy.dtype).eps * lengths.sum()
         self.unvisited_states_ = np.flatnonzero(occupancy <= tiny)
         if self.unvisited_states_.size:
@@ -419,14 +450,16 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
 
     def _e_step(self, X, lengths):
         X, lengths, data, dtype = self._inference(X, lengths)
+        b, t = jax.tree.leaves(data)[0].shape[:2]
+        padded, padded_lengths = pad(data, lengths)
         with _base.precision_for(dtype):
             estep = _fitmod.e_step(
                 self._model(X),
                 self._attributes_to_params(dtype),
-                _as_jax(data),
-                lengths=lengths,
+                padded,
+                lengths=padded_lengths,
             )
-            marginals = np.asarray(estep.posterior.marginals)
+            marginals = np.asarray(estep.posterior.marginals)[:b, :t]
             return float(estep.log_likelihood), marginals[valid_steps(lengths)]
 
     def score_samples(self, X, lengths=None):
@@ -471,13 +504,13 @@ class BaseHMM(DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator):
             return float(posteriors.max(axis=1).sum()), posteriors.argmax(axis=1)
         X, lengths, data, dtype = self._inference(X, lengths)
         b, t = jax.tree.leaves(data)[0].shape[:2]
-        padded, padded_lengths, _ = _buckets.pad_sequences(data, lengths, None)
+        padded, padded_lengths = pad(data, lengths)
         with _base.precision_for(dtype):
             paths, scores = _markov_chain._viterbi_jit(
                 self._model(X),
                 self._attributes_to_params(dtype),
-                _as_jax(padded),
-                jnp.asarray(padded_lengths),
+                padded,
+                padded_lengths,
             )
             paths = np.asarray(paths)[:b, :t]
             return float(np.sum(np.asarray(scores)[:b])), paths[valid_steps(lengths)]
@@ -563,9 +596,3 @@ def expected_failed_checks(estimator) -> dict[str, str]:
         "check_methods_sample_order_invariance": sequence,
         "check_methods_subset_invariance": sequence,
     }
-
-
-def _as_jax(data):
-    """The padded data as JAX arrays (an array, or the ``{"x", "mask"}`` pytree
-    of ``missing="marginalize"``)."""
-    return jax.tree.map(jnp.asarray, data)

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _buckets
+from .. import _buckets, _progress
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
 from . import _base, _devices, _labels
@@ -92,7 +92,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
         if getattr(self, "semi_supervised", False):
             labels = _labels.check_labels("y", y, X.shape[0], self.n_components)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
-        with _base.precision_for(X.dtype):
+        notice = _progress.compile_notice(self._name, self.verbose)
+        with _base.precision_for(X.dtype), notice:
             self._em(X, w, warm, labels)
         return self
 
@@ -108,14 +109,15 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
     def _em(self, X, w, warm, labels=None):
         dtype = X.dtype
         devices = _devices.resolve(getattr(self, "devices", None))
-        data = jax.tree.map(jnp.asarray, self._to_data(X))
-        weights = _base.as_jax(w)
+        # numpy, not jnp.asarray: an eager conversion compiles a small program
+        # per shape; the compiled steps take numpy and pad it to a size bucket.
+        data, weights = self._to_data(X), w
         model = self._model(X.shape[1])
         n_obs = float(X.shape[0] if w is None else w.sum())
         max_iter, converged_early = self.max_iter, False
         if warm:
             params = self._attributes_to_params(dtype)
-            params0 = jax.tree.map(lambda a: jnp.asarray(a)[None], params)
+            params0 = jax.tree.map(lambda a: np.asarray(a)[None], params)
             if max_iter > 0:
                 # scikit-learn compares the first lower bound of a warm fit with
                 # the previous fit's; a change below tol stops after one step.
@@ -124,9 +126,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
                 max_iter = 1 if converged_early else max_iter
         else:
             key = _base.check_random_state(self.random_state)
-            # fold_in, not split: restart i starts alike whatever n_init.
-            keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(self.n_init))
-            params0 = jax.vmap(lambda k: self._init_params(k, data, weights))(keys)
+            params0 = self._initial_params(key, X, w)
             if labels is not None:
                 params0 = self._label_init(params0, X, labels)
         evidence = None
@@ -150,7 +150,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
                 data,
                 weights,
                 None,
-                jnp.asarray(self.tol, dtype),
+                np.asarray(self.tol, dtype),
                 max_iter=max_iter,
                 callback=callback,
                 evidence=evidence,
@@ -194,6 +194,18 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
         elif not self.converged_:
             _base.warn_not_converged(self._name, len(n_iter))
 
+    def _initial_params(self, key, X, w):
+        """(n_init, ...) stacked starting values, restart i from
+        ``fold_in(key, i)`` (so it starts alike whatever ``n_init``).
+
+        This default vmaps ``_init_params`` over the data as given (one
+        program per data size); ``GaussianMixture`` pads to a size bucket.
+        """
+        data = jax.tree.map(jnp.asarray, self._to_data(X))
+        weights = _base.as_jax(w)
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(self.n_init))
+        return jax.vmap(lambda k: self._init_params(k, data, weights))(keys)
+
     def _set_initialisation(self, params):
         """``max_iter=0``: the first restart's initial values, as scikit-learn."""
         self.converged_ = False
@@ -218,7 +230,12 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
     def _log_resp(self, X):
         """(log p(x_n), log p(z | x_n)) under the fitted parameters, numpy."""
         _base.check_fitted(self)
-        X = self._check_X(_base.validate_X(self, X, reset=False))
+        return self._validated_log_resp(
+            self._check_X(_base.validate_X(self, X, reset=False))
+        )
+
+    def _validated_log_resp(self, X):
+        """``_log_resp`` of an X validated already (numpy, (N, d))."""
         X = X.astype(self._fit_dtype, copy=False)
         with _base.precision_for(self._fit_dtype):
             model = self._model(X.shape[1])
@@ -331,9 +348,31 @@ def _num_rows(X) -> int:
 
 
 def _bucket(n: int) -> int:
-    """Row count to compile for (``jaxem._buckets``), so predicting on data of
+    """Sample count to compile ``sample`` for (``jaxem._buckets``), so drawing
     many sizes compiles a few programs, not one each."""
     return _buckets.bucket(int(n), minimum=8)
+
+
+def _score_bucket(n: int) -> int:
+    """Row count to compile scoring for: the fit's buckets (every data set up
+    to 1024 rows shares one program), so the collapsed-component check after a
+    fit, ``predict``, ``score`` and a warm start's first bound share it."""
+    return _buckets.bucket(int(n), minimum=_buckets.MIN_ROWS)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "method"))
+def draw_restarts(model, method, key, restarts, data, weights, mask):
+    """``model.init(fold_in(key, i), data, method, weights, mask=mask)`` for
+    each i of ``restarts``, as one compiled program.
+
+    Call it with data padded to a size bucket
+    (``jaxem._buckets.pad_observations``: weights 0 and ``mask`` False on
+    the padding) and an initialiser whose start does not depend on the
+    padding (``models.gaussian_mixture``'s): then one program serves every
+    data size of the bucket, with the same result as on the data alone.
+    """
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, restarts)
+    return jax.vmap(lambda k: model.init(k, data, method, weights, mask=mask))(keys)
 
 
 def _mean_log_likelihood(model, params, X, to_data, w) -> float:
@@ -346,7 +385,7 @@ def _mean_log_likelihood(model, params, X, to_data, w) -> float:
 def _padded_log_resp(model, params, data):
     data = jax.tree.map(np.asarray, data)
     n = jax.tree.leaves(data)[0].shape[0]
-    padded = _buckets.pad_rows(data, _bucket(n))
+    padded = _buckets.pad_rows(data, _score_bucket(n))
     log_prob, log_resp = _log_resp_jit(model, params, padded)
     return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n]
 

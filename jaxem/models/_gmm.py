@@ -47,6 +47,13 @@ def covariance_shape(covariance_type: str, n_components: int, n_features: int):
 
 
 # ------------------------------------------------------------------ initialise
+# Every random draw below is independent of the number of rows (inverse-CDF
+# draws from a fixed number of uniforms; one key per row, folded from its
+# index), and rows outside ``mask`` or of weight 0 are never drawn, so data
+# padded to a size bucket (``jaxem._buckets``) start exactly where the data
+# do: one compiled initialisation serves every data size of a bucket.
+
+
 def _sq_distances(x, centres):
     """(N, K) squared Euclidean distances, as one matrix product."""
     x2 = jnp.sum(x * x, axis=1)[:, None]
@@ -54,22 +61,48 @@ def _sq_distances(x, centres):
     return jnp.maximum(x2 - 2 * x @ centres.T + c2, 0.0)
 
 
-def kmeans_plusplus(key, data, n_clusters, weights=None):
-    """Greedy k-means++ seeding (as scikit-learn): returns seed row indices (K,)."""
-    n = data.shape[0]
+def _row_weights(data, weights, mask):
+    """(N,) weights of the rows (1 when None), 0 outside ``mask``."""
+    w = jnp.ones(data.shape[:1], data.dtype) if weights is None else weights
+    w = w.astype(data.dtype)
+    return w if mask is None else jnp.where(mask, w, 0)
+
+
+def _draw_rows(key, p, shape=()):
+    """Rows drawn with probability proportional to ``p >= 0`` (inverse CDF, as
+    scikit-learn's k-means++): a row of ``p = 0`` is never drawn."""
+    cdf = jnp.cumsum(p)
+    u = jax.random.uniform(key, shape, p.dtype) * cdf[-1]
+    last = jnp.max(jnp.where(p > 0, jnp.arange(p.shape[0]), 0))
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
+
+
+def _row_uniforms(key, n, shape, dtype):
+    """(n, *shape) uniforms, row i from ``fold_in(key, i)``: the first rows are
+    the same whatever n."""
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
+    return jax.vmap(lambda k: jax.random.uniform(k, shape, dtype))(keys)
+
+
+def kmeans_plusplus(key, data, n_clusters, weights=None, mask=None):
+    """Greedy k-means++ seeding (as scikit-learn): returns seed row indices (K,).
+
+    Rows outside the (N,) bool ``mask`` (padding) or of weight 0 are never
+    chosen.
+    """
     dtype = data.dtype
-    w = jnp.ones((n,), dtype) if weights is None else weights.astype(dtype)
+    w = _row_weights(data, weights, mask)
     trials = 2 + int(math.log(n_clusters))
     key, sub = jax.random.split(key)
-    first = jax.random.categorical(sub, jnp.log(w))
+    first = _draw_rows(sub, w)
     closest = _sq_distances(data, data[first][None])[:, 0]
     indices = jnp.zeros((n_clusters,), first.dtype).at[0].set(first)
 
     def body(j, carry):
         indices, closest, key = carry
         key, sub = jax.random.split(key)
-        logits = jnp.log(w * closest + jnp.finfo(dtype).tiny)
-        cand = jax.random.categorical(sub, logits, shape=(trials,))
+        # tiny: duplicates of a chosen row stay drawable when nothing else is
+        cand = _draw_rows(sub, w * (closest + jnp.finfo(dtype).tiny), (trials,))
         d2 = jnp.minimum(closest[:, None], _sq_distances(data, data[cand]))
         potential = jnp.sum(w[:, None] * d2, axis=0)
         best = jnp.argmin(potential)
@@ -79,16 +112,20 @@ def kmeans_plusplus(key, data, n_clusters, weights=None):
     return indices
 
 
-def kmeans(key, data, n_clusters, weights=None, max_iter=300, tol=1e-4):
+def kmeans(key, data, n_clusters, weights=None, max_iter=300, tol=1e-4, mask=None):
     """Lloyd's algorithm from k-means++ seeds; returns (centres (K, d), labels (N,)).
 
     Stops when the squared centre shift falls below ``tol`` times the mean
     feature variance (scikit-learn's rule) or after ``max_iter`` iterations.
+    Rows outside the (N,) bool ``mask`` (padding) count for nothing.
     """
     dtype = data.dtype
-    w = jnp.ones(data.shape[:1], dtype) if weights is None else weights.astype(dtype)
-    centres0 = data[kmeans_plusplus(key, data, n_clusters, weights)]
-    threshold = tol * jnp.mean(jnp.var(data, axis=0))
+    w = _row_weights(data, weights, mask)
+    centres0 = data[kmeans_plusplus(key, data, n_clusters, weights, mask)]
+    real = _row_weights(data, None, mask)
+    mean = (real @ data) / jnp.sum(real)
+    var = (real @ (data - mean[None, :]) ** 2) / jnp.sum(real)
+    threshold = tol * jnp.mean(var)
 
     def step(centres):
         labels = jnp.argmin(_sq_distances(data, centres), axis=1)
@@ -111,23 +148,35 @@ def kmeans(key, data, n_clusters, weights=None, max_iter=300, tol=1e-4):
     return centres, jnp.argmin(_sq_distances(data, centres), axis=1)
 
 
-def initial_responsibilities(key, data, n_components, method="kmeans", weights=None):
-    """(N, K) starting responsibilities, as scikit-learn's ``init_params``."""
+def initial_responsibilities(
+    key, data, n_components, method="kmeans", weights=None, mask=None
+):
+    """(N, K) starting responsibilities, as scikit-learn's ``init_params``.
+
+    Rows outside the (N,) bool ``mask`` (padding) get responsibility 0 and are
+    never drawn; the rows inside get the same values whatever the padding.
+    """
     n = data.shape[0]
     dtype = data.dtype
     if method == "kmeans":
-        _, labels = kmeans(key, data, n_components, weights)
-        return jax.nn.one_hot(labels, n_components, dtype=dtype)
-    if method == "random":
-        resp = jax.random.uniform(key, (n, n_components), dtype)
-        return resp / jnp.sum(resp, axis=1, keepdims=True)
-    if method == "k-means++":
-        rows = kmeans_plusplus(key, data, n_components, weights)
-    elif method == "random_from_data":
-        rows = jax.random.choice(key, n, (n_components,), replace=False)
+        _, labels = kmeans(key, data, n_components, weights, mask=mask)
+        resp = jax.nn.one_hot(labels, n_components, dtype=dtype)
+    elif method == "random":
+        resp = _row_uniforms(key, n, (n_components,), dtype)
+        resp = resp / jnp.sum(resp, axis=1, keepdims=True)
     else:
-        raise ValueError(f"method: expected one of {INIT_METHODS}, got {method!r}")
-    return jnp.zeros((n, n_components), dtype).at[rows, jnp.arange(n_components)].set(1)
+        if method == "k-means++":
+            rows = kmeans_plusplus(key, data, n_components, weights, mask)
+        elif method == "random_from_data":
+            # K distinct rows, uniformly: the K largest of one uniform per row
+            u = _row_uniforms(key, n, (), dtype)
+            u = u if mask is None else jnp.where(mask, u, -1)
+            rows = lax.top_k(u, n_components)[1]
+        else:
+            raise ValueError(f"method: expected one of {INIT_METHODS}, got {method!r}")
+        cols = jnp.arange(n_components)
+        resp = jnp.zeros((n, n_components), dtype).at[rows, cols].set(1)
+    return resp if mask is None else jnp.where(mask[:, None], resp, 0)
 
 
 # ----------------------------------------------------------------------- model
@@ -161,9 +210,11 @@ def gaussian_mixture(
     whose responsibility mass falls below the round-off of its sum
     (collapsed) keep their mean and covariance and a weight near zero;
     :func:`collapsed_components` reports them.
-    ``model.init(key, data, method="kmeans", weights=None)`` initialises as
-    scikit-learn's ``init_params`` (``kmeans``, ``k-means++``, ``random``,
-    ``random_from_data``), jittable and vmappable over keys;
+    ``model.init(key, data, method="kmeans", weights=None, mask=None)``
+    initialises as scikit-learn's ``init_params`` (``kmeans``, ``k-means++``,
+    ``random``, ``random_from_data``), jittable and vmappable over keys; rows
+    outside the (N,) bool ``mask`` (padding to a size bucket) count for
+    nothing, and the start does not depend on how many there are;
     ``model.sample(key, params, n)`` draws ``(x (n, d), z (n,))``. The same
     arguments return the same (cached) model, so fits do not retrace.
 
@@ -276,18 +327,24 @@ def _gaussian_mixture(
         return _gmm_prior.log_prior(params, prior, ctype)
 
     @functools.partial(jax.jit, static_argnames="method")
-    def init(key, data, method="kmeans", weights=None):
+    def init(key, data, method="kmeans", weights=None, mask=None):
         data = jnp.asarray(data)
-        resp = initial_responsibilities(key, data, k, method, weights)
+        resp = initial_responsibilities(key, data, k, method, weights, mask)
+        real = _row_weights(data, None, mask)
         placeholder = {
-            "means": jnp.broadcast_to(jnp.mean(data, axis=0), (k, d)),
+            "weights": jnp.full((k,), 1.0 / k, data.dtype),
+            "means": jnp.broadcast_to((real @ data) / jnp.sum(real), (k, d)),
             "covariances": _identity_covariances(ctype, k, d, data.dtype),
         }
+
         # Two passes: the second takes its sums about the first's means, so
-        # a tight cluster far from the data mean keeps its covariance.
-        means = update(stats(data, resp, None, placeholder), placeholder)["means"]
-        placeholder = {**placeholder, "means": means}
-        return update(stats(data, resp, None, placeholder), placeholder)
+        # a tight cluster far from the data mean keeps its covariance. A loop,
+        # so the statistics are compiled once; a component without data keeps
+        # the placeholder's mean and identity covariance in both passes.
+        def one_pass(_, p):
+            return update(stats(data, resp, None, p), p)
+
+        return lax.fori_loop(0, 2, one_pass, placeholder)
 
     def sample(key, params, n):
         kz, kx = jax.random.split(key)

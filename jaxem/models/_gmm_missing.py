@@ -394,8 +394,8 @@ def marginalizing(base, covariance_type, block_entries):
         return stats(data, resp, weights, params, ctype, block_entries())
 
     @functools.partial(jax.jit, static_argnames="method")
-    def init(key, data, method="kmeans", weights=None):
-        return base.init(key, imputed(data, weights), method, weights)
+    def init(key, data, method="kmeans", weights=None, mask=None):
+        return base.init(key, imputed(data, weights), method, weights, mask=mask)
 
     def sample(key, params, n):
         x, z = base.sample(key, params, n)

@@ -513,3 +513,25 @@ def test_gaussian_hmm_standard_errors_have_the_attributes_shapes():
     for name in ("startprob_", "transmat_", "means_", "covars_"):
         assert se[name].shape == np.shape(getattr(hmm, name))
     assert np.all(np.isfinite(se["means_"])) and np.all(se["means_"] > 0)
+
+
+def test_labels_with_missing_values_start_from_the_observed_entries():
+    """Labelled means skip NaN entries, so a semi-supervised fit with missing
+    values starts (and ends) finite, and its labels hold."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(5, 1, (80, 2))])
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[0] = [np.nan, 0.5]  # a labelled row with a missing entry
+    y = -np.ones(180, int)
+    y[:5], y[100:105] = 0, 1
+    gmm = jaxem.GaussianMixture(
+        2, missing="marginalize", semi_supervised=True, random_state=0
+    ).fit(x, y)
+    assert np.all(np.isfinite(gmm.means_))
+    assert gmm.means_[0, 0] < 1 < 4 < gmm.means_[1, 0]
+    assert np.all(gmm.predict(x)[y >= 0] == y[y >= 0])
+    states = -np.ones(180, int)
+    states[:3] = 0
+    hmm = jaxem.GaussianHMM(2, missing="marginalize", random_state=0, n_iter=20)
+    hmm.fit(x, [100, 80], states=states)
+    assert np.all(np.isfinite(hmm.means_)) and hmm.predict(x, [100, 80])[0] == 0

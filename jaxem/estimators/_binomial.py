@@ -225,7 +225,7 @@ class BinomialMixture(MixtureEstimator):
         k = self.n_components
         heads, counts = _labels.labelled_means(self._to_data(X), labels, k)
         rates = np.clip(heads / self.n_trials, 0.01, 0.99)
-        known = (counts > 0).reshape((k,) + (1,) * (rates.ndim - 1))
+        known = counts > 0
         p = jnp.where(known, jnp.asarray(rates, X.dtype), params0["p"])
         return {**params0, "p": p}
 

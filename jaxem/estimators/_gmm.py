@@ -358,7 +358,7 @@ class GaussianMixture(MixtureEstimator):
             return params0
         k = self.n_components
         means, counts = _labels.labelled_means(X, labels, k)
-        known = (counts > 0)[:, None]
+        known = counts > 0  # (K, d): NaN (missing) entries left out
         return {**params0, "means": jnp.where(known, means, params0["means"])}
 
     def _no_finite_restart(self, X):

@@ -48,11 +48,17 @@ def log_evidence(labels: np.ndarray, k: int, dtype) -> np.ndarray:
 
 
 def labelled_means(X: np.ndarray, labels: np.ndarray, k: int):
-    """(k, ...) mean of the labelled rows of each value, and (k,) their counts."""
-    counts = np.bincount(labels[labels >= 0], minlength=k)
+    """(k, ...) mean of the labelled rows of each value, and (k, ...) how many
+    labelled entries each mean has (NaN entries, missing values, are left out;
+    a mean without entries is 0)."""
+    rows = labels >= 0
+    x = np.asarray(X[rows], np.float64)
+    seen = ~np.isnan(x)
+    counts = np.zeros((k,) + X.shape[1:], np.int64)
     sums = np.zeros((k,) + X.shape[1:], np.float64)
-    np.add.at(sums, labels[labels >= 0], X[labels >= 0])
-    means = sums / np.maximum(counts, 1).reshape((k,) + (1,) * (X.ndim - 1))
+    np.add.at(counts, labels[rows], seen)
+    np.add.at(sums, labels[rows], np.where(seen, x, 0.0))
+    means = sums / np.maximum(counts, 1)
     return means.astype(X.dtype), counts
 
 
@@ -61,5 +67,5 @@ def steer_means(params0: dict, key: str, X: np.ndarray, labels: np.ndarray, k: i
     set to the mean of its labelled rows (the initial means of a labelled fit).
     """
     means, counts = labelled_means(X, labels, k)
-    known = (counts > 0).reshape((k,) + (1,) * (means.ndim - 1))
+    known = counts > 0
     return {**params0, key: np.where(known, means, params0[key])}

@@ -351,16 +351,6 @@ class BaseHMM(
         with progress as callback:
             if devices is not None:  # each device runs its own sequences
                 data, lengths = _devices.shard_sequences(data, lengths, devices)
-                results = _base.fit_restarts(
-                    model,
-                    params0,
-                    data,
-                    None,
-                    lengths,
-                    tol,
-                    callback=callback,
-                    **kwargs,
-                )
             elif self.n_init == 1:  # fit pads to a size bucket (a no-op here)
                 result = _fitmod.fit(
                     model,
@@ -375,18 +365,17 @@ class BaseHMM(
                 result = jax.tree.map(np.asarray, result)
                 _base.best_restart(result)  # FitError on a non-finite fit
                 return result
-            else:
-                results = _base.fit_restarts(
-                    model,
-                    params0,
-                    data,
-                    None,
-                    lengths,
-                    tol,
-                    callback=callback,
-                    evidence=evidence,
-                    **kwargs,
-                )
+            results = _base.fit_restarts(
+                model,
+                params0,
+                data,
+                None,
+                lengths,
+                tol,
+                callback=callback,
+                evidence=evidence,
+                **kwargs,
+            )
         return _base.take(results, _base.best_restart(results))
 
     def _initialised_only(self, params0):

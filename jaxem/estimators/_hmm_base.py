@@ -296,6 +296,11 @@ class BaseHMM(
         X, lengths, data = self._prepare(X, lengths, reset=True)
         k = self.n_components
         labels = _labels.check_labels("states", states, X.shape[0], k)
+        if labels is not None and getattr(self, "devices", None) is not None:
+            raise ValueError(
+                "states: partial state labels cannot be combined with devices= "
+                "yet; fit on one device"
+            )
         dtype = self._param_dtype(X)
         notice = _progress.compile_notice(self._name, self.verbose)
         with _base.precision_for(dtype), notice:
@@ -343,11 +348,6 @@ class BaseHMM(
         devices = _devices.resolve(getattr(self, "devices", None))
         data, lengths = pad(data, lengths)
         evidence = _evidence.pad(evidence, data, 2)
-        if devices is not None and evidence is not None:
-            raise ValueError(
-                "states: partial state labels cannot be combined with devices= "
-                "yet; fit on one device"
-            )
         with progress as callback:
             if devices is not None:  # each device runs its own sequences
                 data, lengths = _devices.shard_sequences(data, lengths, devices)

@@ -127,14 +127,20 @@ def _cholesky(s):
     return jnp.stack(cols, axis=-1)
 
 
+def _library_solve(chol, b, trans):
+    """``solve_triangular`` on the broadcast batch of ``chol`` and ``b``
+    (it does not broadcast batch dimensions itself)."""
+    shape = jnp.broadcast_shapes(chol.shape[:-2], b.shape[:-2])
+    chol = jnp.broadcast_to(chol, shape + chol.shape[-2:])
+    b = jnp.broadcast_to(b, shape + b.shape[-2:])
+    return jax.scipy.linalg.solve_triangular(chol, b, lower=True, trans=trans)
+
+
 def _solve_lower(chol, b):
     """``chol^-1 b`` for lower ``chol`` (..., d, d) and ``b`` (..., d, m)."""
     d = chol.shape[-1]
     if d > _UNROLL_FEATURES:
-        shape = jnp.broadcast_shapes(chol.shape[:-2], b.shape[:-2])
-        chol = jnp.broadcast_to(chol, shape + chol.shape[-2:])
-        b = jnp.broadcast_to(b, shape + b.shape[-2:])
-        return jax.scipy.linalg.solve_triangular(chol, b, lower=True)
+        return _library_solve(chol, b, trans=0)
     rows = []
     for j in range(d):
         v = b[..., j, :]
@@ -148,10 +154,7 @@ def _solve_upper_t(chol, b):
     """``chol^-T b`` for lower ``chol`` (..., d, d) and ``b`` (..., d, m)."""
     d = chol.shape[-1]
     if d > _UNROLL_FEATURES:
-        shape = jnp.broadcast_shapes(chol.shape[:-2], b.shape[:-2])
-        chol = jnp.broadcast_to(chol, shape + chol.shape[-2:])
-        b = jnp.broadcast_to(b, shape + b.shape[-2:])
-        return jax.scipy.linalg.solve_triangular(chol, b, lower=True, trans=1)
+        return _library_solve(chol, b, trans=1)
     rows = [None] * d
     for j in reversed(range(d)):
         v = b[..., j, :]

@@ -72,16 +72,6 @@ def beta_log_prior(a, b, p):
     return jnp.sum(heads + tails)
 
 
-def gamma_log_prior(shape_minus_one, rate, lam):
-    """hmmlearn's Poisson rate prior: ``sum prior log lam - weight lam``
-    (a gamma(prior + 1, weight) density, whose MAP is
-    ``(prior + sum r y) / (weight + n)``)."""
-    lam = jnp.asarray(lam)
-    a = jnp.broadcast_to(jnp.asarray(shape_minus_one, lam.dtype), lam.shape)
-    b = jnp.broadcast_to(jnp.asarray(rate, lam.dtype), lam.shape)
-    return jnp.sum(jnp.where(a != 0, a * jnp.log(lam), 0.0) - b * lam)
-
-
 def gaussian_log_prior(
     means, covars, covariance_type, means_prior, means_weight, covars_prior, c
 ):

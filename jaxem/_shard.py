@@ -133,12 +133,23 @@ def shard(
     sharding = NamedSharding(the_mesh, PartitionSpec(AXIS))
 
     def put(x):
-        if x is None:
-            return None
-        x = np.asarray(x)
-        if jax.process_count() == 1:
-            return jax.device_put(x, sharding)
-        shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
-        return jax.make_array_from_process_local_data(sharding, x, shape)
+        return None if x is None else _put(np.asarray(x), sharding)
 
     return Sharded(jax.tree.map(put, data), put(weights), put(lengths))
+
+
+def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """This process's rows ``x`` as its part of a global array split along
+    the leading axis (every process holds an equal share)."""
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
+    return jax.make_array_from_process_local_data(sharding, x, shape)
+
+
+def place(x: Any, devices: Sequence[jax.Device] | None = None) -> jax.Array:
+    """Lay ``x`` (this process's rows, already padded to a multiple of its
+    local device count) along the leading axis of ``devices``, as
+    :func:`shard` lays out data, with no checks or padding: for arrays that
+    go with sharded data but may hold infinities (``latent_evidence``)."""
+    return _put(np.asarray(x), NamedSharding(mesh(devices), PartitionSpec(AXIS)))

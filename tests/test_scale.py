@@ -420,10 +420,38 @@ ESTIMATORS_ON_EIGHT_DEVICES = textwrap.dedent(
         np.testing.assert_allclose(one.monitor_.history, many.monitor_.history,
                                    rtol=1e-10)
         assert len(seen[-1]) == 1, seen[-1]
-    # Device ids, a count and "all" survive scikit-learn's clone.
+    # Partial state labels and component labels shard with the data.
+    states = np.where(rng.random(len(X)) < 0.2, states, -1)
+    kw = dict(n_components=2, n_iter=8, tol=-1, random_state=0)
+    one = jaxem.GaussianHMM(**kw).fit(X, lengths, states=states)
+    many = jaxem.GaussianHMM(**kw, devices=4).fit(X, lengths, states=states)
+    same(one, many, ["startprob_", "transmat_", "means_", "covars_"])
+    np.testing.assert_allclose(one.monitor_.history, many.monitor_.history,
+                               rtol=1e-10)
+    free = jaxem.GaussianHMM(**kw, devices=4).fit(X, lengths)
+    assert not np.allclose(free.monitor_.history, many.monitor_.history)
+    y = np.where(rng.random(n) < 0.1, z.astype(int), -1)
+    kw = dict(n_components=2, random_state=0, tol=0, max_iter=12,
+              semi_supervised=True)
+    one = jaxem.GaussianMixture(**kw).fit(x, y)
+    many = jaxem.GaussianMixture(**kw, devices=8).fit(x, y)
+    same(one, many, ["weights_", "means_", "covariances_", "lower_bounds_"])
+
+    # Device ids, a count, "all" and device objects survive scikit-learn's
+    # clone (devices themselves cannot be copied: the clone shares them).
     for value in (4, "all", [1, 3], (0,)):
         est = jaxem.GaussianHMM(2, devices=value)
         assert clone(est).get_params()["devices"] == value
+    objects = jax.devices()[:2]
+    for est in (jaxem.GaussianMixture(2, devices=objects),
+                jaxem.PoissonHMM(2, devices=tuple(objects))):
+        twin = clone(est)
+        assert list(twin.devices) == objects
+        assert type(twin.devices) is type(est.devices)
+    from sklearn.model_selection import cross_val_score
+    scores = cross_val_score(
+        jaxem.GaussianMixture(2, max_iter=5, tol=0, devices=objects), x, cv=2)
+    assert np.isfinite(scores).all()
     for bad in (9, [99], [], [0, 0]):
         try:
             jaxem.GaussianMixture(2, devices=bad).fit(x)

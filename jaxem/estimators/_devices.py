@@ -23,6 +23,7 @@ sizes share a few compiled programs.
 
 from __future__ import annotations
 
+import copy
 import math
 from numbers import Integral
 from typing import Any
@@ -31,7 +32,7 @@ import jax
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _buckets, _shard
+from .. import _buckets, _evidence, _shard
 
 CONSTRAINT = [
     None,
@@ -46,9 +47,31 @@ DOC = """devices: None (default: the default device), ``"all"`` (every
             device of ``jax.devices()``), an int n (the first n of them), or a
             list of jax devices or of their ids: the fit shards the data along
             the observation (sequence) axis over them with ``jaxem.shard``;
-            the fitted model is the same as on one device. Give a count or
-            ids, not device objects, to an estimator that scikit-learn clones
-            (``GridSearchCV``): jax devices cannot be copied."""
+            the fitted model is the same as on one device."""
+
+
+class DevicesCloneMixin:
+    """scikit-learn's ``clone`` for an estimator whose ``devices`` lists jax
+    device objects.
+
+    ``clone`` deep-copies every constructor argument, and a jax device cannot
+    be copied (it names hardware, not state), so ``GridSearchCV`` or
+    ``cross_val_score`` would fail on ``devices=[jax.devices()[0], ...]``. The
+    clone gets a new list of the same device objects; every other argument is
+    cloned by scikit-learn as usual.
+    """
+
+    def __sklearn_clone__(self):
+        devices = getattr(self, "devices", None)
+        if not isinstance(devices, list | tuple):
+            return super().__sklearn_clone__()
+        # A shallow copy with devices left out is cloned by scikit-learn; the
+        # caller's estimator is not touched.
+        stripped = copy.copy(self)
+        stripped.devices = None
+        new = super(DevicesCloneMixin, stripped).__sklearn_clone__()
+        new.devices = type(devices)(devices)
+        return new
 
 
 def resolve(devices: Any) -> list[jax.Device] | None:
@@ -113,9 +136,13 @@ def _own_share(size: int, devices: list[jax.Device]) -> slice:
     return slice(jax.process_index() * share, (jax.process_index() + 1) * share)
 
 
-def shard_observations(data: Any, weights: Any, devices: list[jax.Device]):
+def shard_observations(
+    data: Any, weights: Any, devices: list[jax.Device], evidence: Any = None
+):
     """(N, ...) data and optional (N,) weights, padded and sharded over
-    ``devices``: ``(data, weights)``, global arrays (weights always given)."""
+    ``devices``: ``(data, weights, evidence)``, global arrays (weights always
+    given; ``evidence``, the (N, K) ``latent_evidence`` of partial labels or
+    None, padded with zeros and sharded like the data)."""
     n = jax.tree.leaves(data)[0].shape[0]
     size = _size(n, devices, minimum=1024)
     dtype = np.result_type(*[np.asarray(x).dtype for x in jax.tree.leaves(data)])
@@ -124,14 +151,24 @@ def shard_observations(data: Any, weights: Any, devices: list[jax.Device]):
     padded = _buckets.pad_rows(jax.tree.map(np.asarray, data), size)
     weights = _buckets.pad_weights(w, n, size, dtype)
     mine = _own_share(size, devices)
+    evidence = _evidence.pad(evidence, padded, 1)
     padded, weights = jax.tree.map(lambda a: a[mine], (padded, weights))
     s = _shard.shard(padded, weights=weights, devices=devices)
-    return s.data, s.weights
+    return s.data, s.weights, _place(evidence, mine, devices)
 
 
-def shard_sequences(data: Any, lengths: Any, devices: list[jax.Device]):
+def _place(evidence: Any, mine: slice, devices: list[jax.Device]) -> Any:
+    """This process's share of padded ``latent_evidence``, sharded as the data."""
+    return None if evidence is None else _shard.place(evidence[mine], devices)
+
+
+def shard_sequences(
+    data: Any, lengths: Any, devices: list[jax.Device], evidence: Any = None
+):
     """(B, T, ...) sequences and (B,) lengths, padded to size buckets and
-    sharded over ``devices`` along B: ``(data, lengths)``, global arrays."""
+    sharded over ``devices`` along B: ``(data, lengths, evidence)``, global
+    arrays (``evidence``, the (B, T, K) ``latent_evidence`` of partial state
+    labels or None, padded with zeros and sharded like the data)."""
     data, lengths, _ = _buckets.pad_sequences(
         jax.tree.map(np.asarray, data), np.asarray(lengths)
     )
@@ -140,6 +177,7 @@ def shard_sequences(data: Any, lengths: Any, devices: list[jax.Device]):
     lengths = np.concatenate([lengths, np.zeros(size - b, np.int32)])
     data = _buckets.pad_rows(data, size)
     mine = _own_share(size, devices)
+    evidence = _evidence.pad(evidence, data, 2)
     data, lengths = jax.tree.map(lambda a: a[mine], (data, lengths))
     s = _shard.shard(data, lengths=lengths, devices=devices)
-    return s.data, s.lengths
+    return s.data, s.lengths, _place(evidence, mine, devices)

@@ -74,7 +74,12 @@ def _draw_initial(model, key, data, lengths, options, n_init):
 
 
 class BaseHMM(
-    HMMInferenceMixin, DensityMixin, SaveLoadMixin, StandardErrorsMixin, BaseEstimator
+    _devices.DevicesCloneMixin,
+    HMMInferenceMixin,
+    DensityMixin,
+    SaveLoadMixin,
+    StandardErrorsMixin,
+    BaseEstimator,
 ):
     """Shared hmmlearn logic over a prebuilt chain model.
 
@@ -296,11 +301,6 @@ class BaseHMM(
         X, lengths, data = self._prepare(X, lengths, reset=True)
         k = self.n_components
         labels = _labels.check_labels("states", states, X.shape[0], k)
-        if labels is not None and getattr(self, "devices", None) is not None:
-            raise ValueError(
-                "states: partial state labels cannot be combined with devices= "
-                "yet; fit on one device"
-            )
         dtype = self._param_dtype(X)
         notice = _progress.compile_notice(self._name, self.verbose)
         with _base.precision_for(dtype), notice:
@@ -350,7 +350,9 @@ class BaseHMM(
         evidence = _evidence.pad(evidence, data, 2)
         with progress as callback:
             if devices is not None:  # each device runs its own sequences
-                data, lengths = _devices.shard_sequences(data, lengths, devices)
+                data, lengths, evidence = _devices.shard_sequences(
+                    data, lengths, devices, evidence
+                )
             elif self.n_init == 1:  # fit pads to a size bucket (a no-op here)
                 result = _fitmod.fit(
                     model,

@@ -31,7 +31,9 @@ class CollapsedComponentWarning(UserWarning):
     """Some components ended with (almost) no data and were held, not fitted."""
 
 
-class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
+class MixtureEstimator(
+    _devices.DevicesCloneMixin, DensityMixin, BaseEstimator, SaveLoadMixin
+):
     """Shared ``fit``/``predict``/``score``/``sample`` over a prebuilt mixture.
 
     Subclasses implement:
@@ -137,7 +139,9 @@ class MixtureEstimator(DensityMixin, BaseEstimator, SaveLoadMixin):
             return
         model.latent.validate(model, data, weights)
         if devices is not None:  # the E-step runs where the rows live
-            data, weights = _devices.shard_observations(data, weights, devices)
+            data, weights, evidence = _devices.shard_observations(
+                data, weights, devices, evidence
+            )
         progress = (
             _base.progress_printer(self._name, max_iter)
             if self.verbose

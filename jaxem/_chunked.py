@@ -79,11 +79,15 @@ def _chunk_pass(model, params, data, weights, lengths, mask, totals):
 
 @functools.partial(jax.jit, static_argnames=("model", "frozen"))
 def _update(model, params, stats, frozen):
+    """The closed-form update, and whether every new parameter is finite."""
     update = _mstep._closed_form_update(model.m_step.update, stats, params, frozen)
     if isinstance(params, dict) and isinstance(update, dict):
         update = {k: v for k, v in update.items() if k not in frozen}
-        return {**params, **update}
-    return update
+        update = {**params, **update}
+    finite = jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(update)])
+    )
+    return update, finite
 
 
 def _check_closed_form(model, params0, example):
@@ -157,7 +161,8 @@ def _pass(model, params, source, chunk_rows, first):
                 lengths,
                 mask,
             )
-            totals = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            # host zeros: jnp.zeros would compile a program per leaf
+            totals = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
         previous = totals
         totals = _chunk_pass(model, params, data, weights, lengths, mask, totals)
         # Back-pressure: dispatch is asynchronous, so without a wait the host
@@ -252,7 +257,7 @@ def fit_chunked(
     first = next(iterate_chunks(chunks, chunk_rows), None)
     if first is None:
         raise ValueError("chunks: the source yielded no chunk")
-    params = jax.tree.map(jnp.asarray, params0)
+    params = jax.device_put(params0)  # jnp.asarray would compile per leaf
     _check_closed_form(model, params, first)
     model.latent.validate(model, first.data, first.weights, first.lengths)
     checks = first if validate else None
@@ -276,40 +281,44 @@ def _loop(model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, ch
     totals = _pass(model, params, chunks, chunk_rows, checks)
     ll = _objective(model, params, totals)
     n = float(totals.num_observations)
-    history = np.full((max_iter,), np.nan, np.asarray(totals.log_likelihood).dtype)
+    dtype = np.asarray(totals.log_likelihood).dtype
+    history = np.full((max_iter,), np.nan, dtype)
     status = _fit.Status.MAX_ITER if np.isfinite(ll) else _fit.Status.NONFINITE
     converged, iteration, previous = False, 0, np.nan
     while iteration < max_iter and status != _fit.Status.NONFINITE and not converged:
         if callback is not None:
             callback(iteration, ll)
-        converged = iteration > 0 and bool(_fit.has_converged(ll, previous, n, tol))
-        new = _update(model, params, totals.stats, frozen)
+        # fit's stopping rule (has_converged) in the fit's precision, on the
+        # host: jnp on Python floats would compile small programs.
+        converged = iteration > 0 and bool(
+            np.abs(dtype.type(ll) - dtype.type(previous))
+            < dtype.type(tol) * dtype.type(n)
+        )
+        new, finite = _update(model, params, totals.stats, frozen)
         new_totals = _pass(model, new, chunks, chunk_rows, None)
         new_ll = _objective(model, new, new_totals)
         history[iteration] = ll
         iteration += 1
-        finite = np.isfinite(new_ll) and all(
-            bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(new)
-        )
-        if not finite:
+        if not (np.isfinite(new_ll) and bool(finite)):
             status, converged = _fit.Status.NONFINITE, False
             break
         previous, params, totals, ll = ll, new, new_totals, new_ll
         if converged:
             status = _fit.Status.CONVERGED
-    dtype = history.dtype
     prior = None
     if model.log_prior is not None:
-        prior = jnp.asarray(_log_prior(model, params), dtype)
-    return _fit.FitResult(
+        prior = np.asarray(_log_prior(model, params), dtype)
+    # device_put of host values: jnp.asarray would compile a program apiece
+    result = _fit.FitResult(
         params=params,
-        log_likelihood=jnp.asarray(totals.log_likelihood, dtype),
-        history=jnp.asarray(history),
-        n_iter=jnp.asarray(iteration),
-        converged=jnp.asarray(converged),
-        status=jnp.asarray(int(status), jnp.int32),
+        log_likelihood=np.asarray(totals.log_likelihood, dtype),
+        history=history,
+        n_iter=np.asarray(iteration, np.int32),
+        converged=np.asarray(converged),
+        status=np.asarray(int(status), np.int32),
         log_prior=prior,
     )
+    return jax.device_put(result)
 
 
 class OnlineResult(NamedTuple):

@@ -9,6 +9,13 @@ history, stopping rule and status are the same (up to the order of floating-poin
 sums). Every chunk is padded to a size bucket (``jaxem._buckets``), so chunks of
 different sizes share the compiled pass; a background thread reads the next
 chunk while the device works on the current one.
+
+Under ``jax.distributed`` (``across_processes=True``) each process streams its
+own chunks and, after every pass, the totals (statistics, log-likelihood,
+number of observations) of every process are gathered and summed in the same
+order everywhere, so every process applies the same update and reaches the
+same iterates, history and status: one EM over the union of the processes'
+data. Only the small totals cross the network, once per pass.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.flatten_util import ravel_pytree
 
 from . import _buckets, _compile_cache, _fit, _mstep, _validation
 from . import constraints as _constraints
@@ -186,6 +195,7 @@ def fit_chunked(
     frozen: tuple[str, ...] = (),
     callback: Callable[[int, float], None] | None = None,
     validate: bool = True,
+    across_processes: bool = False,
 ) -> _fit.FitResult:
     """Exact EM over data streamed in chunks (larger than memory).
 
@@ -214,6 +224,16 @@ def fit_chunked(
         validate: check each chunk on the host (finite values, shapes) before
             it is sent to the device; ``False`` skips that per-chunk pass over
             the data (a non-finite value then ends the fit as ``NONFINITE``).
+        across_processes: under ``jax.distributed`` with several processes,
+            ``True`` fits the union of every process's chunks: each process
+            calls ``fit_chunked`` with the same model and ``params0`` and its
+            own ``chunks``, and after every pass the totals (statistics,
+            log-likelihood, number of observations) are summed over the
+            processes, so every process gets the same iterates and the same
+            ``FitResult`` (the log-prior is added once, to the sum). A bad
+            chunk, or different ``params0``, in any process ends the fit with a
+            ``ValueError`` in every process. With one process it changes
+            nothing.
 
     Returns:
         A :class:`FitResult` (host-side values, ``history`` of shape
@@ -221,7 +241,8 @@ def fit_chunked(
 
     Raises:
         ValueError: bad arguments, a model without a full closed form, a bad
-            chunk, or an empty source.
+            chunk, or an empty source (with ``across_processes``: in any
+            process).
 
     Examples:
         >>> import numpy as np, jaxem
@@ -250,20 +271,106 @@ def fit_chunked(
         or not (0 <= tol < float("inf"))
     ):
         raise ValueError(f"tol: expected a finite non-negative number, got {tol!r}")
+    if not isinstance(across_processes, bool):
+        raise ValueError(
+            f"across_processes: expected True or False, got {across_processes!r}"
+        )
     frozen = tuple(frozen)
     if frozen and not (isinstance(params0, dict) and set(frozen) <= set(params0)):
         raise ValueError(f"frozen: {list(frozen)} must be keys of a dict params0")
     _constraints.check_params(model.constraints, params0, "params0")
+    params = jax.device_put(params0)  # jnp.asarray would compile per leaf
+
+    def run_pass(p, first):
+        return _pass(model, p, chunks, chunk_rows, first)
+
+    if across_processes and jax.process_count() > 1:
+        first, run_pass = _across_processes(model, params, chunks, chunk_rows, run_pass)
+    else:
+        first = _first_chunk(model, params, chunks, chunk_rows)
+    checks = first if validate else None
+    return _loop(model, params, run_pass, max_iter, tol, frozen, callback, checks)
+
+
+def _first_chunk(model, params, chunks, chunk_rows) -> Batch:
+    """The source's first chunk, after the checks that need one."""
     first = next(iterate_chunks(chunks, chunk_rows), None)
     if first is None:
         raise ValueError("chunks: the source yielded no chunk")
-    params = jax.device_put(params0)  # jnp.asarray would compile per leaf
     _check_closed_form(model, params, first)
     model.latent.validate(model, first.data, first.weights, first.lengths)
-    checks = first if validate else None
-    return _loop(
-        model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, checks
-    )
+    return first
+
+
+def _gather(vector: np.ndarray, error: Exception | None) -> np.ndarray:
+    """(P, L): every process's (L,) ``vector``.
+
+    Each process also sends whether it failed (``error``); then the failing
+    process raises its error and every other one a ``ValueError``, so that a
+    failure in one process ends the fit everywhere instead of leaving the
+    others waiting for it.
+    """
+    flag = np.asarray([error is not None], vector.dtype)
+    rows = multihost_utils.process_allgather(np.concatenate([flag, vector]))
+    if error is not None:
+        raise error
+    failed = np.flatnonzero(rows[:, 0]).tolist()
+    if failed:
+        raise ValueError(
+            f"chunks: the fit failed in process(es) {failed} (see their error); "
+            "it stops in every process"
+        )
+    return rows[:, 1:]
+
+
+def _across_processes(model, params, chunks, chunk_rows, run_pass):
+    """``(first, run_pass)`` for a fit over every process of jax.distributed:
+    the checks of the start agreed between the processes, and ``run_pass``
+    whose totals are summed over them."""
+    error, template = None, None
+    try:
+        first = _first_chunk(model, params, chunks, chunk_rows)
+        padded = _fit._pad(model, params, first.data, first.weights, first.lengths)
+        shapes = jax.eval_shape(
+            functools.partial(_chunk_totals, model),
+            params,
+            padded.data,
+            padded.weights,
+            padded.lengths,
+            padded.mask,
+        )
+        template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    except Exception as err:  # raised by _gather, once every process knows
+        error = err
+    flat_params = np.asarray(ravel_pytree(params)[0])
+    flat = np.asarray(ravel_pytree(template)[0]) if template is not None else None
+    header = np.zeros(3, np.int32)
+    if flat is not None:
+        header[:] = flat_params.size, flat.size, flat.dtype.itemsize
+    if np.any(_gather(header, error) != header):
+        raise ValueError(
+            "params0, chunks: the processes' parameters, chunks' trailing shapes "
+            "or dtypes differ; every process must fit the same model from the "
+            "same params0 on data of the same kind"
+        )
+    starts = _gather(flat_params, None)
+    if not all(np.array_equal(row, starts[0], equal_nan=True) for row in starts):
+        raise ValueError(
+            "params0: differs between processes; give every process the same start"
+        )
+    unravel = ravel_pytree(template)[1]
+
+    def summed(p, check):
+        totals, err = template, None
+        try:
+            totals = run_pass(p, check)
+        except Exception as e:  # raised by _gather, once every process knows
+            err = e
+        rows = _gather(np.asarray(ravel_pytree(totals)[0]), err)
+        # The same sum, in the same order, in every process.
+        return unravel(jnp.asarray(rows.sum(axis=0), rows.dtype))
+
+    return first, summed
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -272,13 +379,14 @@ def _log_prior(model, params):
 
 
 def _objective(model, params, totals) -> float:
-    """The pass's log-likelihood, plus the log-prior once (not per chunk)."""
+    """The pass's log-likelihood, plus the log-prior once (not per chunk, nor
+    per process: ``totals`` are already summed over them)."""
     ll = float(totals.log_likelihood)
     return ll if model.log_prior is None else ll + float(_log_prior(model, params))
 
 
-def _loop(model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, checks):
-    totals = _pass(model, params, chunks, chunk_rows, checks)
+def _loop(model, params, run_pass, max_iter, tol, frozen, callback, checks):
+    totals = run_pass(params, checks)
     ll = _objective(model, params, totals)
     n = float(totals.num_observations)
     dtype = np.asarray(totals.log_likelihood).dtype
@@ -295,7 +403,7 @@ def _loop(model, params, chunks, chunk_rows, max_iter, tol, frozen, callback, ch
             < dtype.type(tol) * dtype.type(n)
         )
         new, finite = _update(model, params, totals.stats, frozen)
-        new_totals = _pass(model, new, chunks, chunk_rows, None)
+        new_totals = run_pass(new, None)
         new_ll = _objective(model, new, new_totals)
         history[iteration] = ll
         iteration += 1

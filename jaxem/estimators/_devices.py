@@ -121,17 +121,24 @@ def _size(n: int, devices: list[jax.Device], minimum: int = 1) -> int:
     return math.ceil(_buckets.bucket(n, minimum) / count) * count
 
 
-def _own_share(size: int, devices: list[jax.Device]) -> slice:
-    """This process's rows of ``size`` (all of them with one process)."""
+def check_spans_processes(devices: list[jax.Device]) -> None:
+    """Refuse devices that do not span every process equally (several
+    processes only: each process contributes an equal share)."""
     processes = jax.process_count()
-    if processes == 1:
-        return slice(None)
     counts = np.bincount([d.process_index for d in devices], minlength=processes)
     if np.any(counts != counts[0]):
         raise ValueError(
             "devices: with several processes, give devices that span every "
             f'process equally ("all"); got {counts.tolist()} per process'
         )
+
+
+def _own_share(size: int, devices: list[jax.Device]) -> slice:
+    """This process's rows of ``size`` (all of them with one process)."""
+    processes = jax.process_count()
+    if processes == 1:
+        return slice(None)
+    check_spans_processes(devices)
     share = size // processes
     return slice(jax.process_index() * share, (jax.process_index() + 1) * share)
 

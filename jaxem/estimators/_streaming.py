@@ -20,7 +20,21 @@ What differs from the in-memory fit, on purpose:
   comparison of its first lower bound with the previous one;
 - ``collapsed_`` is read from the fitted weights (a component whose weight
   is within round-off of 0), not from one more pass over X;
-- ``devices`` cannot be combined with streaming.
+- ``devices`` splits the streaming between processes, not devices: under
+  ``jax.distributed`` with several processes, ``devices`` spanning every
+  process (``"all"``) has each process stream its own share of X on its
+  default device (below); with one process, ``devices`` with streaming is a
+  ``ValueError`` (sharding every chunk over the local devices is not done).
+
+Under ``jax.distributed`` every process calls ``fit`` with the same whole X
+(the same file, memory-mapped), so the validation and the sample-based
+initialisation are the same everywhere; each process then streams only its
+own contiguous share of the rows (process i of P: rows ``i * n // P`` to
+``(i + 1) * n // P``), on its default device, through
+``fit_chunked(..., across_processes=True)``, which sums the statistics of
+every process after each pass. Every process reaches the same fitted
+attributes, equal to the one-process streamed fit's up to the order of
+floating-point sums.
 """
 
 from __future__ import annotations
@@ -33,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _chunk_sources, _chunked
-from . import _base
+from . import _base, _devices
 
 STREAM_BYTES = 256 * 2**20
 """A ``numpy.memmap`` X larger than this (256 MiB) streams even without
@@ -53,11 +67,7 @@ def streams(estimator, X) -> bool:
 def fit(estimator, X, sample_weight, warning_category):
     """Fit ``estimator`` (a ``GaussianMixture``) by exact EM streamed in chunks."""
     estimator._validate_params()
-    if estimator.devices is not None:
-        raise ValueError(
-            "devices: a streamed fit (chunk_rows, or a memory-mapped X over "
-            f"{STREAM_BYTES >> 20} MiB) runs on one device; give devices=None"
-        )
+    across = _across_processes(estimator.devices)
     if not isinstance(X, np.ndarray):  # lists, DataFrames: already in memory
         X = _base.validate_X(estimator, X, reset=True, ensure_min_samples=2)
     if X.ndim != 2:
@@ -73,9 +83,14 @@ def fit(estimator, X, sample_weight, warning_category):
     w = _base.sample_weights(sample_weight, X)
     rows = int(estimator.chunk_rows or DEFAULT_CHUNK_ROWS)
 
+    mine = range(0, n)
+    if across:  # this process's contiguous share of the rows
+        i, p = jax.process_index(), jax.process_count()
+        mine = range(i * n // p, (i + 1) * n // p)
+
     def chunks():
-        for start in range(0, n, rows):
-            stop = min(start + rows, n)
+        for start in range(mine.start, mine.stop, rows):
+            stop = min(start + rows, mine.stop)
             x = _chunk_sources.read_rows(X, start, stop).astype(dtype, copy=False)
             yield _chunk_sources.Batch(x, None if w is None else w[start:stop])
 
@@ -103,6 +118,7 @@ def fit(estimator, X, sample_weight, warning_category):
                         max_iter=estimator.max_iter,
                         tol=float(estimator.tol),
                         callback=callback,
+                        across_processes=across,
                     )
                 )
         stacked = jax.tree.map(
@@ -122,6 +138,22 @@ def fit(estimator, X, sample_weight, warning_category):
             stacklevel=3,
         )
     return estimator
+
+
+def _across_processes(devices) -> bool:
+    """Whether the streamed fit is split between the processes of
+    jax.distributed: ``devices`` given, spanning every one of several
+    processes; with one process ``devices`` is refused."""
+    if devices is None:
+        return False
+    if jax.process_count() == 1:
+        raise ValueError(
+            "devices: a streamed fit (chunk_rows, or a memory-mapped X over "
+            f"{STREAM_BYTES >> 20} MiB) runs on one device per process; give "
+            "devices=None (or run several processes under jax.distributed)"
+        )
+    _devices.check_spans_processes(_devices.resolve(devices))
+    return True
 
 
 def _initial_params(estimator, X, w, dtype, rows):

@@ -321,7 +321,8 @@ def _scale_options(fit) -> None:
         type=integer(1, MAX_CHUNK_ROWS, "2**31 - 1"),
         metavar="N",
         help="gmm on a .npy FILE: stream it N rows at a time through exact EM "
-        "instead of loading it (for files larger than memory)",
+        "instead of loading it (for files larger than memory); with "
+        "--coordinator, each process streams its own share of the rows",
     )
     fit.add_argument(
         "--coordinator",

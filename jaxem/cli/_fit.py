@@ -22,9 +22,9 @@ from ._run import compiling, timed_fit, want_progress
 def run(args) -> int:
     """Run ``jaxem fit`` with parsed ``args``; returns the exit status."""
     _scale.check(args)  # --chunk-rows, --coordinator (docs/scale.md)
-    if args.chunk_rows is not None:
-        return _scale.run_streamed(args)
     with _scale.distributed(args):
+        if args.chunk_rows is not None:
+            return _scale.run_streamed(args)
         return _run(args)
 
 

@@ -10,6 +10,9 @@
   to one array sharded over every process's devices, so the E-step is split
   between the hosts and only the summed statistics cross the network. Process
   0 prints and writes the outputs.
+- both: every process memory-maps the same file and streams only its own
+  share of the rows (``GaussianMixture(chunk_rows=N, devices="all")``); the
+  statistics of every process are summed after each pass over the file.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ def check(args) -> None:
     if args.chunk_rows is None:
         return
     for option, value in (
-        ("--coordinator", args.coordinator),
         ("--predict", args.predict),
         ("--plot", args.plot),
         ("--columns", args.columns),
@@ -107,7 +109,8 @@ def _mapped(path) -> np.ndarray:
 
 
 def run_streamed(args) -> int:
-    """``jaxem fit gmm FILE.npy --chunk-rows N``: exact EM streamed from disk."""
+    """``jaxem fit gmm FILE.npy --chunk-rows N``: exact EM streamed from disk
+    (by each process, its share of the rows, under ``--coordinator``)."""
     import jaxem
 
     for path, option in ((args.out, "--out"),):
@@ -135,15 +138,21 @@ def run_streamed(args) -> int:
         verbose=int(progress),
         chunk_rows=args.chunk_rows,
         **kw,
+        **estimator_options(args),
     )
     compiling(progress, "the streamed Gaussian mixture fit")
     seconds = timed_fit(est, X)
-    name = pathlib.Path(args.file).name
+    title = f"Gaussian mixture of {pathlib.Path(args.file).name} (streamed, "
+    title += f"{args.chunk_rows} rows a chunk"
+    if args.coordinator is not None:
+        import jax
+
+        title += f", split between {jax.process_count()} processes"
     _print.describe(
         est,
         X.shape[0],
         seconds,
-        title=f"Gaussian mixture of {name} (streamed, {args.chunk_rows} rows a chunk)",
+        title=title + ")",
         tol=args.tol,
     )
     if args.out:

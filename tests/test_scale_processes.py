@@ -86,7 +86,20 @@ WORKER = MODELS + textwrap.dedent(
     model, h0 = hmm()
     h = jaxem.fit_chunked(model, h0, chunks, max_iter=12, tol=0.0,
                           across_processes=True)
-    out = {}
+    # A bad chunk in process 1 (in the first pass), then different starts:
+    # a ValueError in both processes, neither left waiting for the other.
+    coins = jaxem.models.binomial_mixture(2, 10)
+    p0 = {"weights": np.array([0.5, 0.5]), "p": np.array([0.3, 0.6])}
+    heads = np.arange(10.0)
+    bad = heads.copy()
+    bad[7] = np.nan if process_id == 1 else 7.0
+    errors = []
+    for start, data in ((p0, bad), ({**p0, "p": p0["p"] + 0.1 * process_id}, heads)):
+        try:
+            jaxem.fit_chunked(coins, start, data, chunk_rows=4, across_processes=True)
+        except ValueError as err:
+            errors.append(str(err))
+    out = {"errors": np.array(errors)}
     for name, fit in (("gmm", g), ("hmm", h)):
         for field in ("log_likelihood", "history", "n_iter", "status", "log_prior"):
             if getattr(fit, field) is not None:
@@ -162,8 +175,13 @@ def test_two_processes_stream_their_own_rows_and_equal_one_process(tmp_path, cap
 
     # fit_chunked: both processes hold the same result, the in-memory fit's.
     fits = [np.load(tmp_path / f"fit{i}.npz") for i in (0, 1)]
+    errors = [list(f["errors"]) for f in fits]
+    assert len(errors[0]) == len(errors[1]) == 2, errors
+    assert errors[0][0].startswith("chunks: the fit failed in process(es) [1]")
+    assert errors[1][0].startswith("chunks: ") and "finite" in errors[1][0], errors
+    assert all(e[1].startswith("params0: differs between processes") for e in errors)
     assert set(fits[0]) == set(fits[1])
-    for key in fits[0]:
+    for key in set(fits[0]) - {"errors"}:
         np.testing.assert_array_equal(fits[0][key], fits[1][key], err_msg=key)
     got = fits[0]
     for name, fit in (("gmm", gmm_fit), ("hmm", hmm_fit)):

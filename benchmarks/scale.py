@@ -17,6 +17,10 @@ the numbers in docs/scale.md come from it.
    after convergence on the first 1e6 rows, both scored on those rows.
 4. ``jaxem.fit`` on data sharded over 8 simulated CPU devices against 1.
 5. Two ``jax.distributed`` processes against one.
+6. ``--streaming-processes`` (only this): exact chunked EM over the file by two
+   ``jax.distributed`` processes, each streaming its half of the rows
+   (``fit_chunked(..., across_processes=True)``), against one process
+   streaming all of it: seconds per pass and their ratio.
 """
 
 from __future__ import annotations
@@ -211,6 +215,34 @@ WORKER = textwrap.dedent(
 )
 
 
+STREAMING_WORKER = COMMON + textwrap.dedent(
+    """
+    pid, nproc, port = (int(a) for a in sys.argv[1:4])
+    path, chunk_rows, iters = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+    if nproc > 1:
+        jax.distributed.initialize(f"127.0.0.1:{port}", nproc, pid)
+    x = np.load(path, mmap_mode="r")
+    n = len(x)
+    mine = x[pid * n // nproc : (pid + 1) * n // nproc]  # this process's rows
+    p0 = start(np.array(x[:10000]))
+
+    def run(k):
+        return jaxem.fit_chunked(model(), p0, mine, chunk_rows=chunk_rows,
+                                 max_iter=k, tol=0.0, across_processes=True)
+
+    run(1)  # compiles; reads the file once into the page cache
+    t = time.perf_counter()
+    r = run(iters)
+    # fit_chunked makes max_iter + 1 passes (the last scores the result).
+    per_pass = (time.perf_counter() - t) / (iters + 1)
+    if pid == 0:
+        print(json.dumps({"per_pass_s": per_pass, "ll": float(r.log_likelihood)}))
+    if nproc > 1:
+        jax.distributed.shutdown()
+    """
+)
+
+
 def _python(script: str, *args: str, env: dict | None = None) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", script, *args],
@@ -222,13 +254,13 @@ def _python(script: str, *args: str, env: dict | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _processes(nproc: int) -> dict:
+def _processes(nproc: int, script: str = WORKER, *args: str) -> dict:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(i), str(nproc), str(port)],
+            [sys.executable, "-c", script, str(i), str(nproc), str(port), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -253,6 +285,27 @@ def _write_file(path: pathlib.Path, rows: int, block: int = 1_000_000) -> None:
     del out
 
 
+def _streaming_processes(args) -> None:
+    """6.: two processes streaming halves of the file against one, all of it."""
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        path = pathlib.Path(tmp) / "x.npy"
+        _write_file(path, args.rows)
+        run = (str(path), str(args.chunk_rows), str(args.iters))
+        one = _processes(1, STREAMING_WORKER, *run)
+        two = _processes(2, STREAMING_WORKER, *run)
+    print("| measurement | value |\n| --- | --- |")
+    print(
+        f"| chunked EM over {args.rows:,} x 8 float32, {args.chunk_rows:,} rows "
+        f"a chunk: s per pass, 1 process | {one['per_pass_s']:.3f} |"
+    )
+    print(
+        f"| the same, 2 processes (each its half, across_processes=True) | "
+        f"{two['per_pass_s']:.3f} ({two['per_pass_s'] / one['per_pass_s']:.2f}x "
+        f"1 process) |"
+    )
+    print(f"| log-likelihoods, 2 vs 1 process | {two['ll']:.6f} vs {one['ll']:.6f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000_000)
@@ -262,7 +315,15 @@ def main() -> None:
     parser.add_argument(
         "--only-chunked", action="store_true", help="measure 1. and 2. only"
     )
+    parser.add_argument(
+        "--streaming-processes",
+        action="store_true",
+        help="measure 6. only: 2 processes streaming the file against 1",
+    )
     args = parser.parse_args()
+    if args.streaming_processes:
+        _streaming_processes(args)
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = pathlib.Path(tmp) / "x.npy"
         _write_file(path, args.rows)

@@ -323,29 +323,27 @@ def _gather(vector: np.ndarray, error: Exception | None) -> np.ndarray:
     return rows[:, 1:]
 
 
-def _across_processes(model, params, chunks, chunk_rows, run_pass):
-    """``(first, run_pass)`` for a fit over every process of jax.distributed:
-    the checks of the start agreed between the processes, and ``run_pass``
-    whose totals are summed over them."""
-    error, template = None, None
-    try:
-        first = _first_chunk(model, params, chunks, chunk_rows)
-        padded = _fit._pad(model, params, first.data, first.weights, first.lengths)
-        shapes = jax.eval_shape(
-            functools.partial(_chunk_totals, model),
-            params,
-            padded.data,
-            padded.weights,
-            padded.lengths,
-            padded.mask,
-        )
-        template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    except Exception as err:  # raised by _gather, once every process knows
-        error = err
+def _zero_totals(model, params, first: Batch) -> _Totals:
+    """Zero totals of the shapes and dtypes a pass returns."""
+    padded = _fit._pad(model, params, first.data, first.weights, first.lengths)
+    shapes = jax.eval_shape(
+        functools.partial(_chunk_totals, model),
+        params,
+        padded.data,
+        padded.weights,
+        padded.lengths,
+        padded.mask,
+    )
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def _agree_on_start(params, template, error) -> None:
+    """Raise in every process if the start failed in one, or if the processes'
+    ``params0`` or totals (sizes, dtype) differ."""
     flat_params = np.asarray(ravel_pytree(params)[0])
-    flat = np.asarray(ravel_pytree(template)[0]) if template is not None else None
     header = np.zeros(3, np.int32)
-    if flat is not None:
+    if template is not None:
+        flat = np.asarray(ravel_pytree(template)[0])
         header[:] = flat_params.size, flat.size, flat.dtype.itemsize
     if np.any(_gather(header, error) != header):
         raise ValueError(
@@ -358,6 +356,19 @@ def _across_processes(model, params, chunks, chunk_rows, run_pass):
         raise ValueError(
             "params0: differs between processes; give every process the same start"
         )
+
+
+def _across_processes(model, params, chunks, chunk_rows, run_pass):
+    """``(first, run_pass)`` for a fit over every process of jax.distributed:
+    the start's checks agreed between the processes, and ``run_pass`` whose
+    totals are summed over them."""
+    first, template, error = None, None, None
+    try:
+        first = _first_chunk(model, params, chunks, chunk_rows)
+        template = _zero_totals(model, params, first)
+    except Exception as err:  # raised by _gather, once every process knows
+        error = err
+    _agree_on_start(params, template, error)
     unravel = ravel_pytree(template)[1]
 
     def summed(p, check):

@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.flatten_util import ravel_pytree
 
 from . import _buckets, _compile_cache, _fit, _mstep, _validation
 from . import constraints as _constraints
@@ -334,16 +333,39 @@ def _zero_totals(model, params, first: Batch) -> _Totals:
         padded.lengths,
         padded.mask,
     )
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    # host zeros: jnp.zeros would compile a program per leaf
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
+def _flat(tree) -> np.ndarray:
+    """The leaves of ``tree`` on the host, raveled and concatenated.
+
+    On the host, as the rest of the loop's bookkeeping: ``ravel_pytree`` and
+    its inverse would compile small programs.
+    """
+    leaves = [np.asarray(x) for x in jax.tree.leaves(tree)]
+    dtype = np.result_type(*leaves)
+    return np.concatenate([x.ravel().astype(dtype) for x in leaves])
+
+
+def _unflat(vector: np.ndarray, like):
+    """``like``'s tree, its leaves read back from ``vector``, on the device."""
+    leaves, treedef = jax.tree.flatten(like)
+    out, start = [], 0
+    for leaf in leaves:
+        stop = start + leaf.size
+        out.append(vector[start:stop].reshape(leaf.shape).astype(leaf.dtype))
+        start = stop
+    return jax.device_put(jax.tree.unflatten(treedef, out))
 
 
 def _agree_on_start(params, template, error) -> None:
     """Raise in every process if the start failed in one, or if the processes'
     ``params0`` or totals (sizes, dtype) differ."""
-    flat_params = np.asarray(ravel_pytree(params)[0])
+    flat_params = _flat(params)
     header = np.zeros(3, np.int32)
     if template is not None:
-        flat = np.asarray(ravel_pytree(template)[0])
+        flat = _flat(template)
         header[:] = flat_params.size, flat.size, flat.dtype.itemsize
     if np.any(_gather(header, error) != header):
         raise ValueError(
@@ -369,7 +391,6 @@ def _across_processes(model, params, chunks, chunk_rows, run_pass):
     except Exception as err:  # raised by _gather, once every process knows
         error = err
     _agree_on_start(params, template, error)
-    unravel = ravel_pytree(template)[1]
 
     def summed(p, check):
         totals, err = template, None
@@ -377,9 +398,9 @@ def _across_processes(model, params, chunks, chunk_rows, run_pass):
             totals = run_pass(p, check)
         except Exception as e:  # raised by _gather, once every process knows
             err = e
-        rows = _gather(np.asarray(ravel_pytree(totals)[0]), err)
+        rows = _gather(_flat(totals), err)
         # The same sum, in the same order, in every process.
-        return unravel(jnp.asarray(rows.sum(axis=0), rows.dtype))
+        return _unflat(rows.sum(axis=0), template)
 
     return first, summed
 

@@ -20,8 +20,8 @@ _EXPORTS = {
     "models": "",
     "Batch": "_chunked",
     "fit_chunked": "_chunked",
-    "fit_online": "_chunked",
-    "OnlineResult": "_chunked",
+    "fit_online": "_online_chunks",
+    "OnlineResult": "_online_chunks",
     "fit": "_fit",
     "FitResult": "_fit",
     "has_converged": "_fit",
@@ -69,9 +69,7 @@ if _typing.TYPE_CHECKING:  # what static tools (mkdocstrings, type checkers) rea
     from . import estimators as estimators
     from . import models as models
     from ._chunked import Batch as Batch
-    from ._chunked import OnlineResult as OnlineResult
     from ._chunked import fit_chunked as fit_chunked
-    from ._chunked import fit_online as fit_online
     from ._fit import FitResult as FitResult
     from ._fit import Status as Status
     from ._fit import fit as fit
@@ -99,6 +97,8 @@ if _typing.TYPE_CHECKING:  # what static tools (mkdocstrings, type checkers) rea
     from ._online import fit_minibatch as fit_minibatch
     from ._online import online_init as online_init
     from ._online import online_update as online_update
+    from ._online_chunks import OnlineResult as OnlineResult
+    from ._online_chunks import fit_online as fit_online
     from ._selection import SelectionResult as SelectionResult
     from ._selection import select_gaussian_mixture as select_gaussian_mixture
     from ._shard import Sharded as Sharded

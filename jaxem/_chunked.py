@@ -23,15 +23,15 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import _buckets, _compile_cache, _fit, _mstep, _validation
+from . import _buckets, _chunked_processes, _compile_cache, _fit, _mstep, _validation
 from . import constraints as _constraints
 from ._chunk_sources import Batch, iterate_chunks
 from ._model import LatentModel
@@ -128,15 +128,17 @@ def _check_closed_form(model, params0, example):
             )
 
 
-def _check_chunk(batch: Batch, first: Batch) -> None:
-    """Host-side checks of one chunk: finite values, the first chunk's shapes."""
+def _check_chunk(batch: Batch, first: Batch, batch_axes: int = 1) -> None:
+    """Host-side checks of one chunk: finite values, the first chunk's shapes
+    after the ``batch_axes`` leading axes (rows; sequences and steps for
+    chains, whose chunks may be padded to different lengths)."""
     for name, tree in (("chunks", batch.data), ("weights", batch.weights)):
         for leaf in jax.tree.leaves(tree):
             _validation.check_finite(name, leaf)
     if batch.weights is not None and np.any(np.asarray(batch.weights) < 0):
         raise ValueError("weights: a chunk has negative weights")
-    shapes = [np.shape(x)[1:] for x in jax.tree.leaves(batch.data)]
-    expected = [np.shape(x)[1:] for x in jax.tree.leaves(first.data)]
+    shapes = [np.shape(x)[batch_axes:] for x in jax.tree.leaves(batch.data)]
+    expected = [np.shape(x)[batch_axes:] for x in jax.tree.leaves(first.data)]
     if shapes != expected:
         raise ValueError(
             f"chunks: a chunk's trailing shapes {shapes} differ from the first "
@@ -144,17 +146,50 @@ def _check_chunk(batch: Batch, first: Batch) -> None:
         )
 
 
-def _pass(model, params, source, chunk_rows, first):
+def _spread(arrays, devices):
+    """Padded chunk ``arrays`` ``(data, weights, lengths, mask)`` laid along
+    their leading (row or sequence) axis over ``devices``.
+
+    The axis is padded to a multiple of the device count (rarely needed: size
+    buckets are powers of two up to 4096) with rows of weight 0 outside the
+    mask, or sequences of length 0, which change nothing.
+    """
+    data, weights, lengths, mask = arrays
+    m = jax.tree.leaves(data)[0].shape[0]
+    size = -(-m // len(devices)) * len(devices)
+    if size != m:
+        data = _buckets.pad_rows(data, size)
+        extra = size - m
+        if weights is not None:
+            weights = np.concatenate([weights, np.zeros(extra, weights.dtype)])
+        if lengths is not None:
+            lengths = np.concatenate([lengths, np.zeros(extra, lengths.dtype)])
+        if mask is not None:
+            mask = np.concatenate([mask, np.zeros(extra, bool)])
+    return jax.device_put((data, weights, lengths, mask), _sharding(devices, True))
+
+
+def _sharding(devices, split: bool) -> NamedSharding:
+    """Split along the leading axis over ``devices`` or, not ``split``,
+    replicated on each."""
+    spec = PartitionSpec("data") if split else PartitionSpec()
+    return NamedSharding(Mesh(np.array(devices), ("data",)), spec)
+
+
+def _pass(model, params, source, chunk_rows, first, devices=None):
     """One pass over the chunks: the summed statistics and log-likelihood.
 
-    ``first`` (the first chunk) turns on the host-side checks of every chunk.
+    ``first`` (the first chunk) turns on the host-side checks of every chunk;
+    ``devices`` (several of this process's devices) spreads every chunk over
+    them.
     """
 
     def prepare(batch: Batch):
         if first is not None:
-            _check_chunk(batch, first)
+            _check_chunk(batch, first, model.latent.num_batch_axes)
         padded = _fit._pad(model, params, batch.data, batch.weights, batch.lengths)
-        return (padded.data, padded.weights, padded.lengths, padded.mask)
+        arrays = (padded.data, padded.weights, padded.lengths, padded.mask)
+        return arrays if devices is None else _spread(arrays, devices)
 
     totals, count = None, 0
     for data, weights, lengths, mask in _prefetched(
@@ -195,6 +230,7 @@ def fit_chunked(
     callback: Callable[[int, float], None] | None = None,
     validate: bool = True,
     across_processes: bool = False,
+    devices: Sequence[jax.Device] | None = None,
 ) -> _fit.FitResult:
     """Exact EM over data streamed in chunks (larger than memory).
 
@@ -233,6 +269,12 @@ def fit_chunked(
             chunk, or different ``params0``, in any process ends the fit with a
             ``ValueError`` in every process. With one process it changes
             nothing.
+        devices: None (the default device), or several of this process's
+            jax devices: every chunk is split along its rows (sequences) over
+            them, so each device runs the E-step of its share of the chunk and
+            only the chunk's statistics are summed across them (the same fit,
+            up to the order of floating-point sums). With
+            ``across_processes``, each process gives its own devices.
 
     Returns:
         A :class:`FitResult` (host-side values, ``history`` of shape
@@ -278,17 +320,49 @@ def fit_chunked(
     if frozen and not (isinstance(params0, dict) and set(frozen) <= set(params0)):
         raise ValueError(f"frozen: {list(frozen)} must be keys of a dict params0")
     _constraints.check_params(model.constraints, params0, "params0")
-    params = jax.device_put(params0)  # jnp.asarray would compile per leaf
+    devices = _check_devices(devices)
+    # device_put: jnp.asarray would compile per leaf; with devices, the
+    # parameters are replicated on each of them
+    params = jax.device_put(
+        params0, None if devices is None else _sharding(devices, False)
+    )
 
     def run_pass(p, first):
-        return _pass(model, p, chunks, chunk_rows, first)
+        return _pass(model, p, chunks, chunk_rows, first, devices)
 
     if across_processes and jax.process_count() > 1:
-        first, run_pass = _across_processes(model, params, chunks, chunk_rows, run_pass)
+
+        def start():
+            first = _first_chunk(model, params, chunks, chunk_rows)
+            return first, _zero_totals(model, params, first)
+
+        first, run_pass = _chunked_processes.across(params, start, run_pass)
     else:
         first = _first_chunk(model, params, chunks, chunk_rows)
     checks = first if validate else None
     return _loop(model, params, run_pass, max_iter, tol, frozen, callback, checks)
+
+
+def _check_devices(devices) -> list[jax.Device] | None:
+    """``devices`` as a list of distinct devices of this process, or None."""
+    if devices is None:
+        return None
+    if isinstance(devices, jax.Device) or not isinstance(devices, list | tuple):
+        raise ValueError(
+            f"devices: expected None or a list of jax devices, got {devices!r}"
+        )
+    devices = list(devices)
+    mine = jax.process_index()
+    if not devices or not all(
+        isinstance(d, jax.Device) and d.process_index == mine for d in devices
+    ):
+        raise ValueError(
+            "devices: expected a non-empty list of this process's jax devices "
+            f"(jax.local_devices()), got {devices!r}"
+        )
+    if len(set(devices)) != len(devices):
+        raise ValueError("devices: a device is listed twice")
+    return devices
 
 
 def _first_chunk(model, params, chunks, chunk_rows) -> Batch:
@@ -299,27 +373,6 @@ def _first_chunk(model, params, chunks, chunk_rows) -> Batch:
     _check_closed_form(model, params, first)
     model.latent.validate(model, first.data, first.weights, first.lengths)
     return first
-
-
-def _gather(vector: np.ndarray, error: Exception | None) -> np.ndarray:
-    """(P, L): every process's (L,) ``vector``.
-
-    Each process also sends whether it failed (``error``); then the failing
-    process raises its error and every other one a ``ValueError``, so that a
-    failure in one process ends the fit everywhere instead of leaving the
-    others waiting for it.
-    """
-    flag = np.asarray([error is not None], vector.dtype)
-    rows = multihost_utils.process_allgather(np.concatenate([flag, vector]))
-    if error is not None:
-        raise error
-    failed = np.flatnonzero(rows[:, 0]).tolist()
-    if failed:
-        raise ValueError(
-            f"chunks: the fit failed in process(es) {failed} (see their error); "
-            "it stops in every process"
-        )
-    return rows[:, 1:]
 
 
 def _zero_totals(model, params, first: Batch) -> _Totals:
@@ -335,74 +388,6 @@ def _zero_totals(model, params, first: Batch) -> _Totals:
     )
     # host zeros: jnp.zeros would compile a program per leaf
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-
-
-def _flat(tree) -> np.ndarray:
-    """The leaves of ``tree`` on the host, raveled and concatenated.
-
-    On the host, as the rest of the loop's bookkeeping: ``ravel_pytree`` and
-    its inverse would compile small programs.
-    """
-    leaves = [np.asarray(x) for x in jax.tree.leaves(tree)]
-    dtype = np.result_type(*leaves)
-    return np.concatenate([x.ravel().astype(dtype) for x in leaves])
-
-
-def _unflat(vector: np.ndarray, like):
-    """``like``'s tree, its leaves read back from ``vector``, on the device."""
-    leaves, treedef = jax.tree.flatten(like)
-    out, start = [], 0
-    for leaf in leaves:
-        stop = start + leaf.size
-        out.append(vector[start:stop].reshape(leaf.shape).astype(leaf.dtype))
-        start = stop
-    return jax.device_put(jax.tree.unflatten(treedef, out))
-
-
-def _agree_on_start(params, template, error) -> None:
-    """Raise in every process if the start failed in one, or if the processes'
-    ``params0`` or totals (sizes, dtype) differ."""
-    flat_params = _flat(params)
-    header = np.zeros(3, np.int32)
-    if template is not None:
-        flat = _flat(template)
-        header[:] = flat_params.size, flat.size, flat.dtype.itemsize
-    if np.any(_gather(header, error) != header):
-        raise ValueError(
-            "params0, chunks: the processes' parameters, chunks' trailing shapes "
-            "or dtypes differ; every process must fit the same model from the "
-            "same params0 on data of the same kind"
-        )
-    starts = _gather(flat_params, None)
-    if not all(np.array_equal(row, starts[0], equal_nan=True) for row in starts):
-        raise ValueError(
-            "params0: differs between processes; give every process the same start"
-        )
-
-
-def _across_processes(model, params, chunks, chunk_rows, run_pass):
-    """``(first, run_pass)`` for a fit over every process of jax.distributed:
-    the start's checks agreed between the processes, and ``run_pass`` whose
-    totals are summed over them."""
-    first, template, error = None, None, None
-    try:
-        first = _first_chunk(model, params, chunks, chunk_rows)
-        template = _zero_totals(model, params, first)
-    except Exception as err:  # raised by _gather, once every process knows
-        error = err
-    _agree_on_start(params, template, error)
-
-    def summed(p, check):
-        totals, err = template, None
-        try:
-            totals = run_pass(p, check)
-        except Exception as e:  # raised by _gather, once every process knows
-            err = e
-        rows = _gather(_flat(totals), err)
-        # The same sum, in the same order, in every process.
-        return _unflat(rows.sum(axis=0), template)
-
-    return first, summed
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -459,101 +444,3 @@ def _loop(model, params, run_pass, max_iter, tol, frozen, callback, checks):
         log_prior=prior,
     )
     return jax.device_put(result)
-
-
-class OnlineResult(NamedTuple):
-    """The outcome of :func:`fit_online`.
-
-    Attributes:
-        state: the final ``OnlineState`` (``state.params`` are the fitted
-            parameters).
-        batch_log_likelihoods: (C,) log-likelihood of each chunk at the
-            parameters before its update, in the order seen (all epochs).
-    """
-
-    state: Any
-    batch_log_likelihoods: np.ndarray
-
-
-def fit_online(
-    model: LatentModel,
-    params0: Any,
-    chunks: Any,
-    *,
-    chunk_rows: int | None = None,
-    num_epochs: int = 1,
-    step_exponent: float = 0.6,
-    step_offset: float = 1.0,
-) -> OnlineResult:
-    """Online (stepwise) EM over a chunk source: one update per chunk.
-
-    The streaming form of :func:`jaxem.fit_minibatch` for data that do not fit
-    in memory: each chunk from ``chunks`` (any source :func:`fit_chunked`
-    takes) is padded to a size bucket with zero-weight rows, so one compiled
-    :func:`jaxem.online_update` serves every chunk size, and the next chunk is
-    read while the current one is computed. One pass over the data is often
-    enough to come close to the full-data optimum; :func:`fit_chunked` then
-    finishes it exactly if needed.
-
-    Args:
-        model: a ``Categorical`` model with a full ``ClosedForm`` M-step.
-        params0: initial parameters.
-        chunks: the chunk source, as for :func:`fit_chunked`.
-        chunk_rows: rows per chunk when ``chunks`` is one array or path.
-        num_epochs: passes over the source.
-        step_exponent, step_offset: step sizes, as for ``online_update``.
-
-    Returns:
-        An :class:`OnlineResult`.
-
-    Examples:
-        >>> import numpy as np, jaxem
-        >>> model = jaxem.models.binomial_mixture(2, 10)
-        >>> params0 = {"weights": np.array([0.5, 0.5]), "p": np.array([0.3, 0.7])}
-        >>> rng = np.random.default_rng(0)
-        >>> heads = rng.binomial(10, np.where(rng.random(2000) < 0.5, 0.2, 0.9))
-        >>> out = jaxem.fit_online(model, params0, heads.astype(float),
-        ...                        chunk_rows=250)
-        >>> np.round(np.sort(np.asarray(out.state.params["p"])), 1).tolist()
-        [0.2, 0.9]
-    """
-    from . import _online
-
-    if not isinstance(model, LatentModel):
-        raise ValueError(f"model: expected a jaxem.LatentModel, got {model!r}")
-    if model.latent.num_batch_axes != 1:
-        raise ValueError(
-            "model: fit_online streams observations (a Categorical or Gaussian "
-            "latent); fit chains with fit_chunked"
-        )
-    if (
-        isinstance(num_epochs, bool)
-        or not isinstance(num_epochs, numbers.Integral)
-        or num_epochs < 1
-    ):
-        raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
-    _constraints.check_params(model.constraints, params0, "params0")
-    _compile_cache.enable()
-    params0 = jax.tree.map(jnp.asarray, params0)
-    first = next(iterate_chunks(chunks, chunk_rows), None)
-    if first is None:
-        raise ValueError("chunks: the source yielded no chunk")
-    dtype = _fit._float_dtype(params0, first.data)
-
-    def prepare(batch: Batch):
-        _check_chunk(batch, first)
-        data, weights, _ = _buckets.pad_observations(batch.data, batch.weights, dtype)
-        return data, weights.astype(dtype)
-
-    data, weights = prepare(first)
-    state = _online.online_init(model, params0, data)
-    lls = []
-    for _ in range(num_epochs):
-        for data, weights in _prefetched(iterate_chunks(chunks, chunk_rows), prepare):
-            state, ll = _online.online_update(
-                model, state, data, weights, step_exponent, step_offset
-            )
-            lls.append(ll)
-            if len(lls) > 1:  # back-pressure, as in fit_chunked's passes
-                jax.block_until_ready(lls[-2])
-    return OnlineResult(state, np.asarray(jnp.stack(lls)))

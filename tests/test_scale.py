@@ -256,7 +256,7 @@ WORKER = textwrap.dedent(
 
     gmm = jaxem.models.gaussian_mixture(2, 2, "full")
     g0 = {"weights": np.array([0.5, 0.5]), "means": x[:2].copy(),
-          "covariances": np.stack([np.eye(2)] * 2)}
+          "covars": np.stack([np.eye(2)] * 2)}
     s = jaxem.shard(x[mine])
     fit = jaxem.fit(gmm, g0, s.data, weights=s.weights, max_iter=20, tol=0.0)
     hmm = jaxem.models.gaussian_hmm(2, 1, "diag")
@@ -448,6 +448,50 @@ ESTIMATORS_ON_EIGHT_DEVICES = textwrap.dedent(
         twin = clone(est)
         assert list(twin.devices) == objects
         assert type(twin.devices) is type(est.devices)
+    # Streamed fits spread every chunk over the devices.
+    from jaxem import _chunked
+    spread = []
+    def spy_spread(arrays, devs, _f=_chunked._spread):
+        out = _f(arrays, devs)
+        spread.append(len(out[0].sharding.device_set))
+        return out
+    _chunked._spread = spy_spread
+    kw = dict(n_components=2, covariance_type="full", random_state=0, tol=0,
+              max_iter=12, chunk_rows=300)
+    one = jaxem.GaussianMixture(**kw).fit(x, sample_weight=w)
+    many = jaxem.GaussianMixture(**kw, devices=8).fit(x, sample_weight=w)
+    same(one, many, ["weights_", "means_", "covariances_", "lower_bounds_"])
+    assert spread and set(spread) == {8}, spread
+    model = jaxem.models.gaussian_hmm(2, 2, "full")
+    p0 = {"startprob": np.array([0.6, 0.4]),
+          "transmat": np.array([[0.8, 0.2], [0.3, 0.7]]),
+          "means": np.array([[0.0, 0.0], [3.0, 3.0]]),
+          "covars": np.stack([np.eye(2)] * 2)}
+    ends = np.cumsum(lengths)
+    def batches():  # 13 ragged sequences in chunks of 5, 5 and 3
+        for first in range(0, 13, 5):
+            part = lengths[first:first + 5]
+            rows = X[ends[first] - lengths[first]:ends[first] - lengths[first]
+                     + part.sum()]
+            padded = np.zeros((len(part), part.max(), 2))
+            padded[np.arange(part.max())[None] < part[:, None]] = rows
+            yield _chunked.Batch(padded, None, part)
+    plain = jaxem.fit_chunked(model, p0, batches, max_iter=6, tol=0.0)
+    spread.clear()
+    spread_fit = jaxem.fit_chunked(model, p0, batches, max_iter=6, tol=0.0,
+                                   devices=jax.devices()[:3])
+    assert set(spread) == {3}, spread
+    np.testing.assert_allclose(plain.history, spread_fit.history, rtol=1e-10)
+    for key in p0:
+        np.testing.assert_allclose(plain.params[key], spread_fit.params[key],
+                                   rtol=1e-10, atol=1e-12)
+    for bad in (jax.devices()[0], [], [jax.devices()[0]] * 2, ["cpu"]):
+        try:
+            jaxem.fit_chunked(model, p0, batches, max_iter=1, devices=bad)
+        except ValueError as err:
+            assert str(err).startswith("devices"), err
+        else:
+            raise AssertionError(bad)
     from sklearn.model_selection import cross_val_score
     scores = cross_val_score(
         jaxem.GaussianMixture(2, max_iter=5, tol=0, devices=objects), x, cv=2)
@@ -524,6 +568,6 @@ def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
     assert reads and max(rows for rows, _ in reads) == _streaming.DEFAULT_CHUNK_ROWS
     np.testing.assert_allclose(auto.means_, in_memory.means_, rtol=1e-10)
     with pytest.raises(ValueError, match="devices"):
-        jaxem.GaussianMixture(2, chunk_rows=100, devices=1).fit(mapped)
+        jaxem.GaussianMixture(2, chunk_rows=100, devices=99).fit(mapped)
     with pytest.raises(ValueError, match="chunk_rows"):
         jaxem.GaussianMixture(2, chunk_rows=0).fit(mapped)

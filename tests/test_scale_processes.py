@@ -218,12 +218,14 @@ def test_across_processes_is_validated_and_a_no_op_in_one_process():
     np.testing.assert_array_equal(alone.params["p"], plain.params["p"])
 
 
-def test_streaming_with_devices_needs_several_processes(tmp_path):
+def test_streaming_with_devices_in_one_process_uses_those_devices(tmp_path):
     assert jax.process_count() == 1
     x = np.random.default_rng(0).normal(size=(50, 2))
-    for devices in ("all", 1):
-        with pytest.raises(ValueError, match="^devices: .*jax.distributed"):
-            jaxem.GaussianMixture(2, chunk_rows=10, devices=devices).fit(x)
+    kw = dict(n_components=2, chunk_rows=10, max_iter=200, random_state=0)
+    plain = jaxem.GaussianMixture(**kw).fit(x)
+    for devices in ("all", 1, [jax.devices()[0]]):
+        placed = jaxem.GaussianMixture(**kw, devices=devices).fit(x)
+        np.testing.assert_allclose(placed.means_, plain.means_, rtol=1e-12)
     assert _streaming.streams(jaxem.GaussianMixture(2, chunk_rows=10), x)
 
 

@@ -104,10 +104,10 @@ class GaussianMixture(MixtureEstimator):
             time (``jaxem.fit_chunked``) instead of holding it in memory; a
             ``numpy.memmap`` X over 256 MiB streams by itself (65536 rows a
             chunk). Same iterates as in memory; initialisation on a sample of
-            ``chunk_rows`` rows (see docs/scale.md). With ``devices="all"``
+            ``chunk_rows`` rows (see docs/scale.md). With ``devices``,
+            every chunk is spread over the devices; with ``devices="all"``
             under ``jax.distributed`` (several processes), each process
-            streams its own share of X's rows; with one process, ``devices``
-            cannot be combined with streaming.
+            streams its own share of X's rows.
         accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
             SQUAREM: the same optimum in fewer EM steps on slow fits;
             ``n_iter_`` then counts SQUAREM cycles of three EM steps).

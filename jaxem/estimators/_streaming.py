@@ -20,17 +20,16 @@ What differs from the in-memory fit, on purpose:
   comparison of its first lower bound with the previous one;
 - ``collapsed_`` is read from the fitted weights (a component whose weight
   is within round-off of 0), not from one more pass over X;
-- ``devices`` splits the streaming between processes, not devices: under
-  ``jax.distributed`` with several processes, ``devices`` spanning every
-  process (``"all"``) has each process stream its own share of X on its
-  default device (below); with one process, ``devices`` with streaming is a
-  ``ValueError`` (sharding every chunk over the local devices is not done).
+- ``devices`` spreads every chunk over this process's devices among them
+  (each runs the E-step of its share of the chunk), and under
+  ``jax.distributed`` with several processes (``devices`` spanning every
+  process equally, ``"all"``) also splits X between the processes (below).
 
 Under ``jax.distributed`` every process calls ``fit`` with the same whole X
 (the same file, memory-mapped), so the validation and the sample-based
 initialisation are the same everywhere; each process then streams only its
 own contiguous share of the rows (process i of P: rows ``i * n // P`` to
-``(i + 1) * n // P``), on its default device, through
+``(i + 1) * n // P``), on its own devices, through
 ``fit_chunked(..., across_processes=True)``, which sums the statistics of
 every process after each pass. Every process reaches the same fitted
 attributes, equal to the one-process streamed fit's up to the order of
@@ -67,7 +66,7 @@ def streams(estimator, X) -> bool:
 def fit(estimator, X, sample_weight, warning_category):
     """Fit ``estimator`` (a ``GaussianMixture``) by exact EM streamed in chunks."""
     estimator._validate_params()
-    across = _across_processes(estimator.devices)
+    across, devices = _placement(estimator.devices)
     if not isinstance(X, np.ndarray):  # lists, DataFrames: already in memory
         X = _base.validate_X(estimator, X, reset=True, ensure_min_samples=2)
     if X.ndim != 2:
@@ -119,6 +118,7 @@ def fit(estimator, X, sample_weight, warning_category):
                         tol=float(estimator.tol),
                         callback=callback,
                         across_processes=across,
+                        devices=devices,
                     )
                 )
         stacked = jax.tree.map(
@@ -140,20 +140,21 @@ def fit(estimator, X, sample_weight, warning_category):
     return estimator
 
 
-def _across_processes(devices) -> bool:
-    """Whether the streamed fit is split between the processes of
-    jax.distributed: ``devices`` given, spanning every one of several
-    processes; with one process ``devices`` is refused."""
+def _placement(devices) -> tuple[bool, list[jax.Device] | None]:
+    """Where a streamed fit runs: ``(across_processes, devices)``.
+
+    ``devices`` None: this process's default device. Otherwise every chunk is
+    spread over this process's devices among them, and with several
+    processes (``devices`` spanning each equally) the fit is split between
+    the processes of jax.distributed.
+    """
     if devices is None:
-        return False
-    if jax.process_count() == 1:
-        raise ValueError(
-            "devices: a streamed fit (chunk_rows, or a memory-mapped X over "
-            f"{STREAM_BYTES >> 20} MiB) runs on one device per process; give "
-            "devices=None (or run several processes under jax.distributed)"
-        )
-    _devices.check_spans_processes(_devices.resolve(devices))
-    return True
+        return False, None
+    resolved = _devices.resolve(devices)
+    across = jax.process_count() > 1
+    if across:
+        _devices.check_spans_processes(resolved)
+    return across, [d for d in resolved if d.process_index == jax.process_index()]
 
 
 def _initial_params(estimator, X, w, dtype, rows):

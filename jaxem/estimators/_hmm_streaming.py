@@ -95,7 +95,9 @@ class SequenceChunks:
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         first, stop = (0, int(offsets[-1])) if span is None else span
         a, b = np.searchsorted(offsets, [first, stop])
-        if b >= len(offsets) or offsets[a] != first or offsets[b] != stop:
+        if not 0 <= first <= stop <= offsets[-1] or (
+            offsets[a] != first or offsets[b] != stop
+        ):
             raise ValueError(
                 f"span: rows [{first}, {stop}) must start and end between sequences"
             )

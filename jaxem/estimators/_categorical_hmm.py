@@ -35,7 +35,8 @@ class CategoricalHMM(BaseHMM):
         n_features: number of symbols M (None: X.max() + 1 at each fit; the
             number used is ``n_features_``).
         algorithm, random_state, n_iter, tol, verbose, implementation, n_init,
-        devices: as for :class:`GaussianHMM`.
+        devices, chunk_rows: as for :class:`GaussianHMM` (a streamed fit
+        without ``n_features`` reads X once more for its largest symbol).
         accelerate:
             as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``e`` (emissionprob).
@@ -81,6 +82,7 @@ class CategoricalHMM(BaseHMM):
         implementation="log",
         n_init=1,
         devices=None,
+        chunk_rows=None,
         accelerate=None,
     ):
         self.n_components = n_components
@@ -98,6 +100,7 @@ class CategoricalHMM(BaseHMM):
         self.implementation = implementation
         self.n_init = n_init
         self.devices = devices
+        self.chunk_rows = chunk_rows
         self.accelerate = accelerate
 
     def __sklearn_tags__(self):
@@ -172,14 +175,21 @@ class CategoricalHMM(BaseHMM):
             raise ValueError(f"X: symbols should be integers, got dtype {X.dtype}")
         return self._symbols(X, reset)
 
+    def _infers_symbols(self) -> bool:
+        """True when ``fit`` reads M from X (X.max() + 1): no ``n_features``,
+        and no ``emissionprob_`` kept from ``init_params``."""
+        return self.n_features is None and not (
+            hasattr(self, "emissionprob_") and "e" not in self.init_params
+        )
+
     def _symbols(self, X, reset):
         check_non_negative(X, f"{self._name} (X: symbols)")
         m = self.n_features
         if m is None and reset:
-            if hasattr(self, "emissionprob_") and "e" not in self.init_params:
-                m = np.shape(np.atleast_2d(self.emissionprob_))[1]
-            else:
+            if self._infers_symbols():
                 m = _check_cells(self.n_components, int(X.max()) + 1, "X")
+            else:
+                m = np.shape(np.atleast_2d(self.emissionprob_))[1]
         if reset:
             self._n_features = m
         m = self._n_symbols() if m is None else m

@@ -59,6 +59,13 @@ class GaussianHMM(BaseHMM):
             the fit shards the data along the sequence axis over them
             (``jaxem.shard``) and equals the one-device fit; see docs/scale.md
             (give a count or ids to an estimator that scikit-learn clones).
+        chunk_rows: None, or stream X through exact EM in chunks of whole
+            sequences of at most this many samples (``jaxem.fit_chunked``; a
+            longer sequence is a chunk of its own) instead of holding it in
+            memory; a ``numpy.memmap`` X over 256 MiB streams by itself
+            (65536 samples a chunk). Same iterates as in memory;
+            initialisation on a sample of whole sequences of about
+            ``chunk_rows`` samples (see docs/scale.md).
         accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
             SQUAREM; ``monitor_.iter`` then counts cycles of three EM steps).
         missing: ``"raise"`` (NaN in X is a ValueError) or ``"marginalize"``:
@@ -136,6 +143,7 @@ class GaussianHMM(BaseHMM):
         devices=None,
         accelerate=None,
         missing="raise",
+        chunk_rows=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -158,6 +166,7 @@ class GaussianHMM(BaseHMM):
         self.devices = devices
         self.accelerate = accelerate
         self.missing = missing
+        self.chunk_rows = chunk_rows
 
     # ------------------------------------------------------- hmmlearn's API
     @property

@@ -6,7 +6,9 @@ with hmmlearn 0.3.3's arguments, attributes and methods. X is the
 concatenation of the sequences and ``lengths`` their lengths; inside, the
 sequences are padded into a (B, T, ...) batch and all ``n_init`` restarts run
 as ONE vmapped, jitted ``jaxem.fit``; ``params`` letters that are left out
-become ``fit``'s ``frozen`` keys. Every compiled call runs in the precision of
+become ``fit``'s ``frozen`` keys (with ``chunk_rows``, or a large memory-mapped X,
+``fit`` streams X in chunks of whole sequences instead: ``_hmm_streaming``).
+Every compiled call runs in the precision of
 the data (``_base.precision_for``), so float64 in gives float64 out whatever
 JAX's global setting, which is never changed.
 """
@@ -26,7 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import _evidence, _model, _progress, constraints
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
-from . import _base, _devices, _labels
+from . import _base, _devices, _hmm_streaming, _labels
 from ._hmm_inference import DECODER_ALGORITHMS, HMMInferenceMixin, pad
 from ._hmm_information import StandardErrorsMixin
 from ._hmm_sequences import (
@@ -105,6 +107,7 @@ class BaseHMM(
         "implementation": [StrOptions(set(IMPLEMENTATIONS))],
         "n_init": [_base.RESTARTS],
         "devices": _devices.CONSTRAINT,
+        "chunk_rows": [None, Interval(Integral, 1, None, closed="left")],
         "accelerate": [StrOptions({"squarem"}), None],
     }
 
@@ -276,7 +279,9 @@ class BaseHMM(
 
         As hmmlearn: parameters whose letter is in ``init_params``, or that
         are not set yet, are drawn from X; the others start from their
-        attributes. ``n_iter=0`` initialises only.
+        attributes. ``n_iter=0`` initialises only. With ``chunk_rows`` set,
+        or a ``numpy.memmap`` X over 256 MiB, X is streamed in chunks of
+        whole sequences instead of loaded (``_hmm_streaming``, docs/scale.md).
 
         Args:
             X: (n_samples, n_features) concatenated sequences.
@@ -297,6 +302,8 @@ class BaseHMM(
             ValueError: bad X, lengths, priors or set attributes.
             FitError: every restart stopped on a non-finite log-likelihood.
         """
+        if _hmm_streaming.streams(self, X):  # larger than memory: EM in chunks
+            return _hmm_streaming.fit(self, X, lengths, states)
         self._check_options()
         X, lengths, data = self._prepare(X, lengths, reset=True)
         k = self.n_components
@@ -406,8 +413,11 @@ class BaseHMM(
         padded, padded_lengths = pad(data, lengths)
         post = _fitmod.e_step(model, params, padded, lengths=padded_lengths).posterior
         # padding steps and sequences have posterior 0
-        occupancy = np.asarray(post.marginals).sum(axis=(0, 1))
-        tiny = np.finfo(occupancy.dtype).eps * lengths.sum()
+        self._set_unvisited(np.asarray(post.marginals).sum(axis=(0, 1)), lengths.sum())
+
+    def _set_unvisited(self, occupancy, n_steps):
+        """``unvisited_states_`` from the (K,) posterior occupancy."""
+        tiny = np.finfo(occupancy.dtype).eps * n_steps
         self.unvisited_states_ = np.flatnonzero(occupancy <= tiny)
         if self.unvisited_states_.size:
             _log.warning(

@@ -25,7 +25,7 @@ class PoissonHMM(BaseHMM):
         lambdas_prior, lambdas_weight: hmmlearn's gamma prior on the rates,
             numbers or arrays broadcastable to (K, n_features), >= 0.
         algorithm, random_state, n_iter, tol, verbose, implementation, n_init,
-        devices: as for :class:`GaussianHMM`.
+        devices, chunk_rows: as for :class:`GaussianHMM`.
         accelerate:
             as for :class:`GaussianHMM`.
         params, init_params: letters ``s``, ``t``, ``l`` (lambdas).
@@ -83,6 +83,7 @@ class PoissonHMM(BaseHMM):
         devices=None,
         accelerate=None,
         missing="raise",
+        chunk_rows=None,
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -101,6 +102,7 @@ class PoissonHMM(BaseHMM):
         self.devices = devices
         self.accelerate = accelerate
         self.missing = missing
+        self.chunk_rows = chunk_rows
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,0 +1,227 @@
+"""The HMM estimators stream a memory-mapped X: exact EM in chunks of sequences.
+
+Every streamed fit here reads a ``.npy`` memory map in chunks of whole
+sequences (ragged, ``chunk_rows`` smaller than X and not dividing it, one
+sequence longer than ``chunk_rows``) and is compared with the in-memory fit
+from the same explicit start (``init_params=""``, attributes set).
+"""
+
+import numpy as np
+import pytest
+
+import jaxem
+from jaxem import _chunk_sources, _chunked
+from jaxem.estimators import _hmm_base, _hmm_streaming, _streaming
+
+# Short sequences (at most 4 in a chunk of 45 samples: one padded shape) and
+# one of 50 samples, longer than a chunk: two compiled shapes in all.
+LENGTHS = np.array([12, 15, 9, 14, 50, 11, 16, 13, 10, 15, 8, 14, 12])
+CHUNK_ROWS = 45
+START = {
+    "startprob_": np.array([0.6, 0.4]),
+    "transmat_": np.array([[0.85, 0.15], [0.2, 0.8]]),
+}
+
+
+def _states(n, seed):
+    rng = np.random.default_rng(seed)
+    return (np.cumsum(rng.random(n) < 0.15) % 2).astype(int)
+
+
+def _gaussian(n, seed=0):
+    z = _states(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    return rng.normal(np.where(z == 1, 2.5, 0.0)[:, None], 1.0, (n, 2))
+
+
+def _poisson(n, seed=0):
+    z = _states(n, seed)
+    return np.random.default_rng(seed + 1).poisson(np.where(z == 1, 6.0, 1.5)[:, None])
+
+
+def _categorical(n, seed=0):
+    z = _states(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    p = np.array([[0.6, 0.3, 0.1], [0.1, 0.3, 0.6]])
+    return np.array([rng.choice(3, p=p[s]) for s in z])[:, None]
+
+
+CASES = {
+    "GaussianHMM": (
+        jaxem.GaussianHMM,
+        _gaussian,
+        {"means_": np.array([[0.5, 0.0], [2.0, 2.0]]), "covars_": np.ones((2, 2))},
+        ("means_", "covars_"),
+        1e-4,
+    ),
+    "CategoricalHMM": (
+        jaxem.CategoricalHMM,
+        _categorical,
+        {"emissionprob_": np.array([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])},
+        ("emissionprob_",),
+        5e-2,  # slower: stop after about a dozen iterations
+    ),
+    "PoissonHMM": (
+        jaxem.PoissonHMM,
+        _poisson,
+        {"lambdas_": np.array([[1.0], [4.0]])},
+        ("lambdas_",),
+        1e-4,
+    ),
+}
+
+
+def _started(cls, emissions, **kw):
+    est = cls(2, init_params="", **kw)
+    for name, value in {**START, **emissions}.items():
+        setattr(est, name, value.copy())
+    return est
+
+
+def _mapped(tmp_path, x, name="x.npy"):
+    np.save(tmp_path / name, x)
+    return np.load(tmp_path / name, mmap_mode="r")
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """(rows, plain read of a memory map's file) of every read of X."""
+    seen = []
+    real = _chunk_sources.read_rows
+
+    def spy(array, start, stop):
+        seen.append((stop - start, _chunk_sources._mapped_file(array)))
+        return real(array, start, stop)
+
+    monkeypatch.setattr(_chunk_sources, "read_rows", spy)
+    return seen
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_streamed_fit_equals_the_in_memory_fit(name, tmp_path, reads):
+    cls, make, emissions, attributes, tol = CASES[name]
+    x = make(LENGTHS.sum())
+    kw = dict(n_iter=30, tol=tol)
+    in_memory = _started(cls, emissions, **kw).fit(x, LENGTHS)
+    streamed = _started(cls, emissions, chunk_rows=CHUNK_ROWS, **kw)
+    streamed.fit(_mapped(tmp_path, x), LENGTHS)
+    for attribute in ("startprob_", "transmat_") + attributes:
+        np.testing.assert_allclose(
+            getattr(streamed, attribute),
+            getattr(in_memory, attribute),
+            rtol=1e-10,
+            atol=1e-12,
+        )
+    history = np.array(streamed.monitor_.history)
+    np.testing.assert_allclose(history, in_memory.monitor_.history, rtol=1e-10)
+    assert streamed.monitor_.iter == in_memory.monitor_.iter
+    assert 2 < streamed.monitor_.iter < kw["n_iter"]  # stopped by tol
+    assert streamed.monitor_.converged and in_memory.monitor_.converged
+    assert streamed.fit_status_ == in_memory.fit_status_
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+    assert streamed.unvisited_states_.tolist() == in_memory.unvisited_states_.tolist()
+    assert streamed.score(x, LENGTHS) == pytest.approx(in_memory.score(x, LENGTHS))
+    # X is read a chunk at a time from the file, never whole: at most
+    # CHUNK_ROWS samples a read, but for the one longer sequence.
+    assert reads and all(plain for _, plain in reads)
+    sizes = {rows for rows, _ in reads}
+    assert max(sizes - {LENGTHS.max()}) <= CHUNK_ROWS < LENGTHS.max() < len(x)
+    assert sum(rows for rows, _ in reads) >= (streamed.monitor_.iter + 1) * len(x)
+
+
+def test_float32_memory_map_stays_float32_and_frozen_letters_stay(tmp_path):
+    cls, make, emissions, *_ = CASES["GaussianHMM"]
+    x = make(LENGTHS.sum()).astype(np.float32)
+    hmm = _started(cls, emissions, params="st", n_iter=5, chunk_rows=CHUNK_ROWS)
+    hmm.fit(_mapped(tmp_path, x), LENGTHS)
+    assert hmm.transmat_.dtype == hmm.means_.dtype == np.float32
+    np.testing.assert_array_equal(hmm.means_, emissions["means_"].astype(np.float32))
+    np.testing.assert_array_equal(
+        np.diagonal(hmm.covars_, axis1=1, axis2=2), emissions["covars_"]
+    )
+    assert not np.allclose(hmm.transmat_, START["transmat_"])
+    history = np.array(hmm.monitor_.history)
+    assert np.all(np.diff(history) >= -1e-4 * np.abs(history[1:]))
+
+
+def test_drawn_initialisation_streams_and_counts_symbols_over_all_of_x(tmp_path):
+    x = _categorical(LENGTHS.sum()) % 2
+    offsets = np.concatenate([[0], np.cumsum(LENGTHS)])
+    pieces = _hmm_streaming._sample_pieces(LENGTHS, offsets, CHUNK_ROWS)
+    sampled = np.zeros(len(x), bool)
+    for start, stop in pieces:
+        sampled[start:stop] = True
+    x[np.flatnonzero(~sampled)[0]] = 2  # the largest symbol, outside the sample
+    hmm = jaxem.CategoricalHMM(2, n_iter=5, random_state=0, chunk_rows=CHUNK_ROWS)
+    hmm.fit(_mapped(tmp_path, x), LENGTHS)
+    assert hmm.n_features_ == x.max() + 1 == 3  # as in memory
+    assert hmm.emissionprob_.shape == (2, 3)
+    history = np.array(hmm.monitor_.history)
+    assert len(history) == 5 and np.all(np.isfinite(history))
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+
+
+def test_second_fit_of_another_length_compiles_nothing(tmp_path):
+    cls, make, emissions, *_ = CASES["PoissonHMM"]
+    x = make(LENGTHS.sum())
+    hmm = _started(cls, emissions, n_iter=3, chunk_rows=CHUNK_ROWS)
+    hmm.fit(_mapped(tmp_path, x), LENGTHS)
+    programs = [_chunked._chunk_pass, _chunked._update, _hmm_streaming._occupancy]
+    before = [f._cache_size() for f in programs]
+    assert min(before) > 0
+    fewer = LENGTHS[:-2]
+    again = _started(cls, emissions, n_iter=3, chunk_rows=CHUNK_ROWS)
+    again.fit(_mapped(tmp_path, x[: fewer.sum()], "y.npy"), fewer)
+    assert [f._cache_size() for f in programs] == before
+
+
+def test_a_large_memory_map_streams_without_chunk_rows(tmp_path, reads, monkeypatch):
+    cls, make, emissions, *_ = CASES["PoissonHMM"]
+    x = make(LENGTHS.sum())
+    mapped = _mapped(tmp_path, x)
+    monkeypatch.setattr(_streaming, "STREAM_BYTES", mapped.nbytes - 1)
+    monkeypatch.setattr(_streaming, "DEFAULT_CHUNK_ROWS", CHUNK_ROWS)
+    streamed = _started(cls, emissions, n_iter=3).fit(mapped, LENGTHS)
+    assert reads and max({r for r, _ in reads} - {LENGTHS.max()}) <= CHUNK_ROWS
+    in_memory = _started(cls, emissions, n_iter=3).fit(x, LENGTHS)
+    np.testing.assert_allclose(streamed.lambdas_, in_memory.lambdas_, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kw, fit_kw, match",
+    [
+        ({"devices": 1}, {}, "devices: a streamed fit"),
+        ({"accelerate": "squarem"}, {}, "accelerate: a streamed fit"),
+        ({}, {"states": np.zeros(LENGTHS.sum(), int)}, "states: partial"),
+        ({}, {"lengths": LENGTHS[:-1]}, "lengths: sum to"),
+        ({"chunk_rows": 0}, {}, "chunk_rows"),
+        ({"chunk_rows": 2.5}, {}, "chunk_rows"),
+    ],
+)
+def test_streaming_refuses_before_compiling(tmp_path, monkeypatch, kw, fit_kw, match):
+    def tripwire(*args, **kwargs):
+        raise AssertionError("a refused fit reached the compiled code")
+
+    monkeypatch.setattr(_chunked, "fit_chunked", tripwire)
+    monkeypatch.setattr(_hmm_base, "_draw_initial", tripwire)
+    mapped = _mapped(tmp_path, _gaussian(LENGTHS.sum()))
+    hmm = jaxem.GaussianHMM(2, **{"chunk_rows": CHUNK_ROWS, **kw})
+    with pytest.raises(ValueError, match=match):
+        hmm.fit(mapped, **{"lengths": LENGTHS, **fit_kw})
+
+
+def test_chunks_are_whole_sequences_within_a_span():
+    bounds = _hmm_streaming.chunk_bounds(LENGTHS, CHUNK_ROWS)
+    sizes = np.add.reduceat(LENGTHS, bounds[:-1])
+    assert bounds[0] == 0 and bounds[-1] == len(LENGTHS)
+    assert np.all((sizes <= CHUNK_ROWS) | (np.diff(bounds) == 1))
+    x = np.arange(LENGTHS.sum(), dtype=float)[:, None]
+    hmm = jaxem.GaussianHMM(2)
+    hmm._validate_X(x, reset=True)
+    offsets = np.concatenate([[0], np.cumsum(LENGTHS)])
+    span = (int(offsets[3]), int(offsets[9]))
+    source = _hmm_streaming.SequenceChunks(hmm, x, LENGTHS, CHUNK_ROWS, span)
+    rows = [source.read(i)[0][:, 0] for i in range(len(source.bounds) - 1)]
+    np.testing.assert_array_equal(np.concatenate(rows), np.arange(*span))
+    with pytest.raises(ValueError, match="span"):
+        _hmm_streaming.SequenceChunks(hmm, x, LENGTHS, CHUNK_ROWS, (1, 20))

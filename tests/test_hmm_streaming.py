@@ -190,7 +190,7 @@ def test_a_large_memory_map_streams_without_chunk_rows(tmp_path, reads, monkeypa
 @pytest.mark.parametrize(
     "kw, fit_kw, match",
     [
-        ({"devices": 1}, {}, "devices: a streamed fit"),
+        ({"devices": 99}, {}, "devices: asked for 99"),
         ({"accelerate": "squarem"}, {}, "accelerate: a streamed fit"),
         ({}, {"states": np.zeros(LENGTHS.sum(), int)}, "states: partial"),
         ({}, {"lengths": LENGTHS[:-1]}, "lengths: sum to"),

@@ -256,7 +256,7 @@ WORKER = textwrap.dedent(
 
     gmm = jaxem.models.gaussian_mixture(2, 2, "full")
     g0 = {"weights": np.array([0.5, 0.5]), "means": x[:2].copy(),
-          "covars": np.stack([np.eye(2)] * 2)}
+          "covariances": np.stack([np.eye(2)] * 2)}
     s = jaxem.shard(x[mine])
     fit = jaxem.fit(gmm, g0, s.data, weights=s.weights, max_iter=20, tol=0.0)
     hmm = jaxem.models.gaussian_hmm(2, 1, "diag")
@@ -462,6 +462,12 @@ ESTIMATORS_ON_EIGHT_DEVICES = textwrap.dedent(
     many = jaxem.GaussianMixture(**kw, devices=8).fit(x, sample_weight=w)
     same(one, many, ["weights_", "means_", "covariances_", "lower_bounds_"])
     assert spread and set(spread) == {8}, spread
+    spread.clear()
+    kw = dict(n_components=2, n_iter=8, tol=-1, random_state=0, chunk_rows=60)
+    one = jaxem.GaussianHMM(**kw).fit(X, lengths)
+    many = jaxem.GaussianHMM(**kw, devices=4).fit(X, lengths)
+    same(one, many, ["startprob_", "transmat_", "means_", "covars_"])
+    assert spread and set(spread) == {4}, spread
     model = jaxem.models.gaussian_hmm(2, 2, "full")
     p0 = {"startprob": np.array([0.6, 0.4]),
           "transmat": np.array([[0.8, 0.2], [0.3, 0.7]]),
@@ -569,5 +575,7 @@ def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
     np.testing.assert_allclose(auto.means_, in_memory.means_, rtol=1e-10)
     with pytest.raises(ValueError, match="devices"):
         jaxem.GaussianMixture(2, chunk_rows=100, devices=99).fit(mapped)
+    with pytest.raises(ValueError, match="^accelerate: a streamed fit"):
+        jaxem.GaussianMixture(2, chunk_rows=100, accelerate="squarem").fit(mapped)
     with pytest.raises(ValueError, match="chunk_rows"):
         jaxem.GaussianMixture(2, chunk_rows=0).fit(mapped)

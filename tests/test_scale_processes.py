@@ -100,6 +100,15 @@ WORKER = MODELS + textwrap.dedent(
         except ValueError as err:
             errors.append(str(err))
     out = {"errors": np.array(errors)}
+    # The HMM estimator, streamed with devices="all": every process passes
+    # the same whole X and streams its own share of the sequences.
+    seq, lengths = np.load(f"{folder}/seq.npy"), np.load(f"{folder}/lengths.npy")
+    X = np.concatenate([s[:n] for s, n in zip(seq, lengths)])
+    est = jaxem.GaussianHMM(2, n_iter=8, tol=-1, random_state=0, chunk_rows=40,
+                            devices="all").fit(X, lengths)
+    for attr in ("startprob_", "transmat_", "means_", "covars_"):
+        out[f"estimator.{attr}"] = getattr(est, attr)
+    out["estimator.history"] = np.array(est.monitor_.history)
     for name, fit in (("gmm", g), ("hmm", h)):
         for field in ("log_likelihood", "history", "n_iter", "status", "log_prior"):
             if getattr(fit, field) is not None:
@@ -192,6 +201,12 @@ def test_two_processes_stream_their_own_rows_and_equal_one_process(tmp_path, cap
         for key, value in fit.params.items():
             _same(got[f"{name}.params.{key}"], value)
     assert bool(gmm_fit.converged)  # the stopping rule agreed in both processes
+    X = np.concatenate([s[:n] for s, n in zip(seq, lengths, strict=True)])
+    est = jaxem.GaussianHMM(2, n_iter=8, tol=-1, random_state=0, chunk_rows=40)
+    est.fit(X, lengths)
+    for attr in ("startprob_", "transmat_", "means_", "covars_"):
+        _same(got[f"estimator.{attr}"], getattr(est, attr))
+    _same(got["estimator.history"], est.monitor_.history)
     _same(got["hmm.log_prior"], hmm_fit.log_prior)
 
     # The command line: process 0 prints and writes the one-process model.

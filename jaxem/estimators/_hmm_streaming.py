@@ -27,8 +27,13 @@ What differs from the in-memory fit, on purpose:
 - ``CategoricalHMM`` without ``n_features`` reads the largest symbol of X in
   one more pass before initialising (the same ``n_features_`` as in memory),
   and ``unvisited_states_`` comes from one more pass at the fitted parameters;
-- ``states``, ``devices`` and ``accelerate`` cannot be combined with
-  streaming.
+- ``states`` and ``accelerate`` cannot be combined with streaming;
+- ``devices`` spreads every chunk over this process's devices among them,
+  and under ``jax.distributed`` with several processes (``devices`` spanning
+  every process equally, ``"all"``) splits X between the processes: every
+  process passes the same whole X (so the initialisation is the same
+  everywhere) and streams its own share of whole sequences through
+  ``fit_chunked(..., across_processes=True)``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import functools
 import jax
 import numpy as np
 
-from .. import _chunk_sources, _chunked, _model, _progress
+from .. import _chunk_sources, _chunked, _chunked_processes, _model, _progress
 from .. import _fit as _fitmod
 from . import _base, _streaming
 from ._hmm_inference import pad
@@ -146,8 +151,6 @@ def _refuse(estimator, states) -> None:
             f"states: partial state labels cannot be combined with {where}; "
             "fit in memory (chunk_rows=None)"
         )
-    if getattr(estimator, "devices", None) is not None:
-        raise ValueError(f"devices: {where} runs on one device; give devices=None")
     if getattr(estimator, "accelerate", None) is not None:
         raise ValueError(f"accelerate: {where} runs plain EM; give accelerate=None")
 
@@ -213,7 +216,9 @@ def fit(estimator, X, lengths, states):
     lengths = lengths_or_y(lengths, X.shape[0])
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     rows = int(estimator.chunk_rows or _streaming.DEFAULT_CHUNK_ROWS)
-    source = SequenceChunks(estimator, X, lengths, rows)
+    across, devices = _streaming._placement(getattr(estimator, "devices", None))
+    span = _share(offsets) if across else None
+    source = SequenceChunks(estimator, X, lengths, rows, span)
     sample, sample_lengths = _initial_sample(estimator, X, lengths, offsets, rows)
     infers = getattr(estimator, "_infers_symbols", None)
     if infers is not None and infers():  # CategoricalHMM: M = X.max() + 1
@@ -231,7 +236,9 @@ def fit(estimator, X, lengths, states):
         # the starting attributes rather than those of an earlier fit.
         estimator._params_to_attributes(_base.take(params0, 0))
         plain = _model.with_log_prior(model, None)  # as in memory: see BaseHMM
-        result = _fit_restarts(estimator, plain, params0, source, int(offsets[-1]))
+        result = _fit_restarts(
+            estimator, plain, params0, source, int(offsets[-1]), across, devices
+        )
         estimator._params_to_attributes(result.params)
         estimator._set_monitor(result)
         params = estimator._attributes_to_params(dtype)
@@ -239,12 +246,29 @@ def fit(estimator, X, lengths, states):
             np.asarray(_occupancy(plain, params, batch.data, batch.lengths))
             for batch in source()
         )
+        if across:  # every process's sequences
+            occupancy = _chunked_processes._gather(occupancy, None).sum(axis=0)
         estimator._set_unvisited(occupancy, int(offsets[-1]))
         estimator._after_fit()
     return estimator
 
 
-def _fit_restarts(estimator, model, params0, source, n_steps: int):
+def _share(offsets: np.ndarray) -> tuple[int, int]:
+    """This process's rows under jax.distributed: the whole sequences between
+    the sequence starts nearest to ``i * n / P`` and ``(i + 1) * n / P``."""
+    i, p, n = jax.process_index(), jax.process_count(), int(offsets[-1])
+
+    def cut(k):
+        target = k * n / p
+        j = int(np.argmin(np.abs(offsets - target)))
+        return int(offsets[j])
+
+    return cut(i), cut(i + 1)
+
+
+def _fit_restarts(
+    estimator, model, params0, source, n_steps: int, across=False, devices=None
+):
     """The best of ``n_init`` streamed fits, run one after the other."""
     progress = (
         _base.progress_printer(estimator._name, estimator.n_iter)
@@ -263,6 +287,8 @@ def _fit_restarts(estimator, model, params0, source, n_steps: int):
                 frozen=estimator._frozen(),
                 callback=callback,
                 validate=False,  # the source validates each chunk, as in memory
+                across_processes=across,
+                devices=devices,
             )
             results.append(jax.tree.map(np.asarray, result))
     stacked = jax.tree.map(lambda *a: np.stack(a), *results)

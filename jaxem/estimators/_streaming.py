@@ -20,6 +20,7 @@ What differs from the in-memory fit, on purpose:
   comparison of its first lower bound with the previous one;
 - ``collapsed_`` is read from the fitted weights (a component whose weight
   is within round-off of 0), not from one more pass over X;
+- ``accelerate`` cannot be combined with streaming;
 - ``devices`` spreads every chunk over this process's devices among them
   (each runs the E-step of its share of the chunk), and under
   ``jax.distributed`` with several processes (``devices`` spanning every
@@ -66,6 +67,11 @@ def streams(estimator, X) -> bool:
 def fit(estimator, X, sample_weight, warning_category):
     """Fit ``estimator`` (a ``GaussianMixture``) by exact EM streamed in chunks."""
     estimator._validate_params()
+    if getattr(estimator, "accelerate", None) is not None:
+        raise ValueError(
+            "accelerate: a streamed fit (chunk_rows, or a memory-mapped X over "
+            f"{STREAM_BYTES >> 20} MiB) runs plain EM; give accelerate=None"
+        )
     across, devices = _placement(estimator.devices)
     if not isinstance(X, np.ndarray):  # lists, DataFrames: already in memory
         X = _base.validate_X(estimator, X, reset=True, ensure_min_samples=2)

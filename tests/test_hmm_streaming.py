@@ -6,6 +6,7 @@ sequence longer than ``chunk_rows``) and is compared with the in-memory fit
 from the same explicit start (``init_params=""``, attributes set).
 """
 
+import jax
 import numpy as np
 import pytest
 
@@ -225,3 +226,27 @@ def test_chunks_are_whole_sequences_within_a_span():
     np.testing.assert_array_equal(np.concatenate(rows), np.arange(*span))
     with pytest.raises(ValueError, match="span"):
         _hmm_streaming.SequenceChunks(hmm, x, LENGTHS, CHUNK_ROWS, (1, 20))
+
+
+def test_process_shares_are_whole_sequences_and_never_empty(monkeypatch):
+    offsets = np.concatenate([[0], np.cumsum([5, 9, 3, 7, 4])])
+
+    def shares(p):
+        monkeypatch.setattr(jax, "process_count", lambda: p)
+        out = []
+        for i in range(p):
+            monkeypatch.setattr(jax, "process_index", lambda i=i: i)
+            out.append(_hmm_streaming._share(offsets))
+        return out
+
+    for p in (1, 2, 3, 5):
+        spans = shares(p)
+        starts = [a for a, _ in spans]
+        assert spans[0][0] == 0 and spans[-1][1] == offsets[-1]
+        assert all(a < b for a, b in spans)  # none empty
+        tiled = zip(spans[:-1], starts[1:], strict=True)
+        assert all(b == c for (_, b), c in tiled)
+        assert set(starts) <= set(offsets.tolist())  # cut between sequences
+    assert shares(2) == [(0, 14), (14, 28)]
+    with pytest.raises(ValueError, match="^lengths: 5 sequence.*6 processes"):
+        shares(6)

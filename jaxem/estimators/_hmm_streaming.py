@@ -263,7 +263,15 @@ def _share(offsets: np.ndarray) -> tuple[int, int]:
         j = int(np.argmin(np.abs(offsets - target)))
         return int(offsets[j])
 
-    return cut(i), cut(i + 1)
+    cuts = [cut(k) for k in range(p + 1)]
+    if any(a >= b for a, b in zip(cuts[:-1], cuts[1:], strict=True)):
+        # every process decides alike: the same X and lengths everywhere
+        raise ValueError(
+            f"lengths: {len(offsets) - 1} sequence(s) of these lengths cannot "
+            f"be split between {p} processes (a process would stream none); "
+            "fit in one process (devices=None)"
+        )
+    return cuts[i], cuts[i + 1]
 
 
 def _fit_restarts(

@@ -91,6 +91,11 @@ def fit(estimator, X, sample_weight, warning_category):
     mine = range(0, n)
     if across:  # this process's contiguous share of the rows
         i, p = jax.process_index(), jax.process_count()
+        if n < p:  # every process decides alike: the same X everywhere
+            raise ValueError(
+                f"X: {n} rows cannot be split between {p} processes; fit "
+                "fewer rows in one process (devices=None)"
+            )
         mine = range(i * n // p, (i + 1) * n // p)
 
     def chunks():

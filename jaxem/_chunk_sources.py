@@ -19,21 +19,25 @@ import numpy as np
 
 
 class Batch(NamedTuple):
-    """One chunk of data with optional weights and lengths.
+    """One chunk of data with optional weights, lengths and latent evidence.
 
     A chunk source may yield plain data (an array or pytree of arrays with
     leading axis N, or (B, T) for chains) or a ``Batch`` when the chunk has
-    weights or sequence lengths.
+    weights, sequence lengths or evidence.
 
     Attributes:
         data: (N, ...) observations or (B, T, ...) sequences.
         weights: None or (N,) (or (B,)) non-negative weights.
         lengths: None or (B,) valid sequence lengths (chains only).
+        evidence: None or the chunk's ``latent_evidence`` (partial labels):
+            (N, K) for a ``Categorical`` latent, (B, T, K) for a
+            ``MarkovChain``, as ``jaxem.fit``'s; every chunk or none has it.
     """
 
     data: Any
     weights: Any = None
     lengths: Any = None
+    evidence: Any = None
 
 
 ALIGNMENT = 64

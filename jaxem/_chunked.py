@@ -31,7 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import _buckets, _chunked_processes, _compile_cache, _fit, _mstep, _validation
+from . import (
+    _buckets,
+    _chunked_processes,
+    _compile_cache,
+    _evidence,
+    _fit,
+    _mstep,
+    _validation,
+)
 from . import constraints as _constraints
 from ._chunk_sources import Batch, iterate_chunks
 from ._model import LatentModel
@@ -68,9 +76,11 @@ class _Totals(NamedTuple):
     num_observations: jax.Array
 
 
-def _chunk_totals(model, params, data, weights, lengths, mask) -> _Totals:
+def _chunk_totals(
+    model, params, data, weights, lengths, mask, evidence=None
+) -> _Totals:
     """E-step and statistics of one (padded) chunk."""
-    estep = _fit._e_step(model, params, data, weights, lengths, mask)
+    estep = _fit._e_step(model, params, data, weights, lengths, mask, evidence)
     stats = _mstep.call_stats(
         model.m_step.stats, data, estep.posterior, weights, params
     )
@@ -79,9 +89,9 @@ def _chunk_totals(model, params, data, weights, lengths, mask) -> _Totals:
 
 
 @functools.partial(jax.jit, static_argnames="model")
-def _chunk_pass(model, params, data, weights, lengths, mask, totals):
+def _chunk_pass(model, params, data, weights, lengths, mask, totals, evidence=None):
     """Add one chunk's statistics and log-likelihood to the running totals."""
-    chunk = _chunk_totals(model, params, data, weights, lengths, mask)
+    chunk = _chunk_totals(model, params, data, weights, lengths, mask, evidence)
     return jax.tree.map(jnp.add, totals, chunk)
 
 
@@ -128,10 +138,19 @@ def _check_closed_form(model, params0, example):
             )
 
 
-def _check_chunk(batch: Batch, first: Batch, batch_axes: int = 1) -> None:
+def _check_chunk(batch: Batch, first: Batch, model=None) -> None:
     """Host-side checks of one chunk: finite values, the first chunk's shapes
-    after the ``batch_axes`` leading axes (rows; sequences and steps for
-    chains, whose chunks may be padded to different lengths)."""
+    after the model's leading axes (rows; sequences and steps for chains,
+    whose chunks may be padded to different lengths), and its evidence."""
+    batch_axes = 1 if model is None else model.latent.num_batch_axes
+    if (batch.evidence is None) != (first.evidence is None):
+        raise ValueError(
+            "chunks: every chunk or none must give evidence (Batch.evidence)"
+        )
+    if batch.evidence is not None:
+        if model is None:
+            raise ValueError("chunks: Batch.evidence is for fit_chunked")
+        _evidence.check(model, batch.evidence, batch.data)
     for name, tree in (("chunks", batch.data), ("weights", batch.weights)):
         for leaf in jax.tree.leaves(tree):
             _validation.check_finite(name, leaf)
@@ -147,26 +166,29 @@ def _check_chunk(batch: Batch, first: Batch, batch_axes: int = 1) -> None:
 
 
 def _spread(arrays, devices):
-    """Padded chunk ``arrays`` ``(data, weights, lengths, mask)`` laid along
+    """Padded chunk ``arrays`` ``(data, weights, lengths, mask, evidence)`` laid along
     their leading (row or sequence) axis over ``devices``.
 
     The axis is padded to a multiple of the device count (rarely needed: size
     buckets are powers of two up to 4096) with rows of weight 0 outside the
     mask, or sequences of length 0, which change nothing.
     """
-    data, weights, lengths, mask = arrays
+    data, weights, lengths, mask, evidence = arrays
     m = jax.tree.leaves(data)[0].shape[0]
     size = -(-m // len(devices)) * len(devices)
     if size != m:
         data = _buckets.pad_rows(data, size)
         extra = size - m
+        if evidence is not None:  # free latents
+            evidence = np.pad(evidence, [(0, extra)] + [(0, 0)] * (evidence.ndim - 1))
         if weights is not None:
             weights = np.concatenate([weights, np.zeros(extra, weights.dtype)])
         if lengths is not None:
             lengths = np.concatenate([lengths, np.zeros(extra, lengths.dtype)])
         if mask is not None:
             mask = np.concatenate([mask, np.zeros(extra, bool)])
-    return jax.device_put((data, weights, lengths, mask), _sharding(devices, True))
+    arrays = (data, weights, lengths, mask, evidence)
+    return jax.device_put(arrays, _sharding(devices, True))
 
 
 def _sharding(devices, split: bool) -> NamedSharding:
@@ -185,11 +207,16 @@ def _pass(model, params, source, chunk_rows, first, devices=None, fixed=None):
     padding weights and mask of unweighted rows on the device, by size.
     """
 
+    axes = model.latent.num_batch_axes
+
     def prepare(batch: Batch):
         if first is not None:
-            _check_chunk(batch, first, model.latent.num_batch_axes)
+            _check_chunk(batch, first, model)
         padded = _fit._pad(model, params, batch.data, batch.weights, batch.lengths)
-        arrays = (padded.data, padded.weights, padded.lengths, padded.mask)
+        evidence = batch.evidence
+        if evidence is not None:  # as the data: zeros (free) on padding
+            evidence = _evidence.pad(np.asarray(evidence), padded.data, axes)
+        arrays = (padded.data, padded.weights, padded.lengths, padded.mask, evidence)
         if devices is not None:
             return _spread(arrays, devices)
         if fixed is not None and batch.weights is None and padded.mask is not None:
@@ -200,26 +227,19 @@ def _pass(model, params, source, chunk_rows, first, devices=None, fixed=None):
             if key not in fixed:
                 fixed[key] = jax.device_put((padded.weights, padded.mask))
             weights, mask = fixed[key]
-            return padded.data, weights, padded.lengths, mask
+            return padded.data, weights, padded.lengths, mask, evidence
         return arrays
 
     totals, count = None, 0
-    for data, weights, lengths, mask in _prefetched(
+    for data, weights, lengths, mask, evidence in _prefetched(
         iterate_chunks(source, chunk_rows), prepare
     ):
         if totals is None:
-            shapes = jax.eval_shape(
-                functools.partial(_chunk_totals, model),
-                params,
-                data,
-                weights,
-                lengths,
-                mask,
-            )
-            # host zeros: jnp.zeros would compile a program per leaf
-            totals = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+            totals = _zeros(model, params, data, weights, lengths, mask)
         previous = totals
-        totals = _chunk_pass(model, params, data, weights, lengths, mask, totals)
+        totals = _chunk_pass(
+            model, params, data, weights, lengths, mask, totals, evidence
+        )
         # Back-pressure: dispatch is asynchronous, so without a wait the host
         # would read and queue every chunk on the device long before the
         # device got to it. Waiting for the previous chunk keeps two in flight.
@@ -386,19 +406,22 @@ def _first_chunk(model, params, chunks, chunk_rows) -> Batch:
         raise ValueError("chunks: the source yielded no chunk")
     _check_closed_form(model, params, first)
     model.latent.validate(model, first.data, first.weights, first.lengths)
+    _evidence.check(model, first.evidence, first.data)
     return first
 
 
 def _zero_totals(model, params, first: Batch) -> _Totals:
     """Zero totals of the shapes and dtypes a pass returns."""
     padded = _fit._pad(model, params, first.data, first.weights, first.lengths)
+    return _zeros(
+        model, params, padded.data, padded.weights, padded.lengths, padded.mask
+    )
+
+
+def _zeros(model, params, data, weights, lengths, mask) -> _Totals:
+    """Zero totals for a padded chunk (the evidence changes no shape)."""
     shapes = jax.eval_shape(
-        functools.partial(_chunk_totals, model),
-        params,
-        padded.data,
-        padded.weights,
-        padded.lengths,
-        padded.mask,
+        functools.partial(_chunk_totals, model), params, data, weights, lengths, mask
     )
     # host zeros: jnp.zeros would compile a program per leaf
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)

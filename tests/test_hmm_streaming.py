@@ -193,7 +193,7 @@ def test_a_large_memory_map_streams_without_chunk_rows(tmp_path, reads, monkeypa
     [
         ({"devices": 99}, {}, "devices: asked for 99"),
         ({"accelerate": "squarem"}, {}, "accelerate: a streamed fit"),
-        ({}, {"states": np.zeros(LENGTHS.sum(), int)}, "states: partial"),
+        ({}, {"states": np.full(LENGTHS.sum(), 2)}, "states: labels must be in"),
         ({}, {"lengths": LENGTHS[:-1]}, "lengths: sum to"),
         ({"chunk_rows": 0}, {}, "chunk_rows"),
         ({"chunk_rows": 2.5}, {}, "chunk_rows"),
@@ -250,3 +250,66 @@ def test_process_shares_are_whole_sequences_and_never_empty(monkeypatch):
     assert shares(2) == [(0, 14), (14, 28)]
     with pytest.raises(ValueError, match="^lengths: 5 sequence.*6 processes"):
         shares(6)
+
+
+def test_partial_state_labels_stream_with_the_chunks(tmp_path, reads):
+    n = LENGTHS.sum()
+    x = _gaussian(n)
+    truth = _states(n, 0)
+    rng = np.random.default_rng(3)
+    states = np.where(rng.random(n) < 0.25, truth, -1)
+    mapped = _mapped(tmp_path, x)
+    means, covars = np.array([[0.5, 0.0], [2.0, 2.0]]), np.ones((2, 2))
+    kw = dict(n_iter=6, tol=-1)
+
+    def fit(data, init_params, **more):
+        est = jaxem.GaussianHMM(2, init_params=init_params, **kw, **more)
+        est.startprob_, est.transmat_ = START["startprob_"], START["transmat_"]
+        est.means_, est.covars_ = means.copy(), covars.copy()
+        return est.fit(data, LENGTHS, states=states)
+
+    # From set attributes: the labels' evidence streams with every chunk.
+    # Drawing only "m": labelled means replace the drawn ones, read in chunks.
+    for init_params in ("", "m"):
+        reads.clear()
+        streamed = fit(mapped, init_params, chunk_rows=CHUNK_ROWS)
+        assert reads and max({r for r, _ in reads} - {LENGTHS.max()}) <= CHUNK_ROWS
+        in_memory = fit(x, init_params)
+        for name in ("startprob_", "transmat_", "means_", "covars_"):
+            np.testing.assert_allclose(
+                getattr(streamed, name), getattr(in_memory, name), rtol=1e-10
+            )
+        np.testing.assert_allclose(
+            streamed.monitor_.history, in_memory.monitor_.history, rtol=1e-10
+        )
+        assert np.all(np.diff(streamed.monitor_.history) >= -1e-9)
+    free = jaxem.GaussianHMM(2, init_params="", **kw, chunk_rows=CHUNK_ROWS)
+    free.startprob_, free.transmat_ = START["startprob_"], START["transmat_"]
+    free.means_, free.covars_ = means.copy(), covars.copy()
+    free.fit(mapped, LENGTHS)
+    assert not np.allclose(free.monitor_.history, streamed.monitor_.history)
+
+
+def test_fit_chunked_refuses_evidence_on_some_chunks_only():
+    model = jaxem.models.binomial_mixture(2, 10)
+    p0 = {"weights": np.array([0.5, 0.5]), "p": np.array([0.3, 0.6])}
+    heads = np.arange(8.0)
+    evidence = np.zeros((4, 2))
+    chunks = [_chunked.Batch(heads[:4], evidence=evidence), _chunked.Batch(heads[4:])]
+    with pytest.raises(ValueError, match="every chunk or none"):
+        jaxem.fit_chunked(model, p0, chunks, max_iter=2)
+    bad = [_chunked.Batch(heads[:4], evidence=np.zeros((4, 3)))]
+    with pytest.raises(ValueError, match="^latent_evidence: expected shape"):
+        jaxem.fit_chunked(model, p0, bad, max_iter=2)
+    clamped = np.array([[0.0, -np.inf]] * 4)
+    both = [
+        _chunked.Batch(heads[:4], evidence=clamped),
+        _chunked.Batch(heads[4:], evidence=np.zeros((4, 2))),
+    ]
+    streamed = jaxem.fit_chunked(model, p0, both, max_iter=5, tol=0.0)
+    whole = np.concatenate([clamped, np.zeros((4, 2))])
+    in_memory = jaxem.fit(model, p0, heads, max_iter=5, tol=0.0, latent_evidence=whole)
+    np.testing.assert_allclose(streamed.history, in_memory.history, rtol=1e-12)
+    np.testing.assert_allclose(streamed.params["p"], in_memory.params["p"], rtol=1e-12)
+    with pytest.raises(ValueError, match="fit_chunked"):
+        jaxem.fit_online(model, p0, both)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
 import jaxem
@@ -535,3 +536,50 @@ def test_labels_with_missing_values_start_from_the_observed_entries():
     hmm = jaxem.GaussianHMM(2, missing="marginalize", random_state=0, n_iter=20)
     hmm.fit(x, [100, 80], states=states)
     assert np.all(np.isfinite(hmm.means_)) and hmm.predict(x, [100, 80])[0] == 0
+
+
+def test_streamed_gaussian_mixture_reads_partial_labels_with_their_rows(tmp_path):
+    from jaxem import _chunk_sources
+
+    rng = np.random.default_rng(4)
+    n = 3001
+    z = (rng.random(n) < 0.4).astype(int)
+    x = rng.normal(np.where(z[:, None] == 1, 1.5, -1.0), 1.0, (n, 2))
+    y = np.where(rng.random(n) < 0.1, z, -1)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    kw = dict(
+        n_components=2,
+        weights_init=[0.5, 0.5],
+        precisions_init=np.stack([np.eye(2)] * 2),
+        semi_supervised=True,
+        max_iter=30,
+        tol=0,
+    )
+    # Every component is labelled: both start at their labelled means, in
+    # memory and streamed alike; then the labels clamp their rows each pass.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        in_memory = jaxem.GaussianMixture(**kw).fit(x, y)
+        reads = []
+        real = _chunk_sources.read_rows
+
+        def spy(array, start, stop):
+            reads.append(stop - start)
+            return real(array, start, stop)
+
+        _chunk_sources.read_rows = spy
+        try:
+            streamed = jaxem.GaussianMixture(**kw, chunk_rows=700).fit(mapped, y)
+        finally:
+            _chunk_sources.read_rows = real
+    assert reads and max(reads) <= 700
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        np.testing.assert_allclose(
+            getattr(streamed, name), getattr(in_memory, name), rtol=1e-10
+        )
+    free = jaxem.GaussianMixture(**{**kw, "semi_supervised": False})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        free.fit(mapped, y)
+    assert not np.allclose(free.lower_bounds_, streamed.lower_bounds_)

@@ -462,6 +462,10 @@ ESTIMATORS_ON_EIGHT_DEVICES = textwrap.dedent(
     many = jaxem.GaussianMixture(**kw, devices=8).fit(x, sample_weight=w)
     same(one, many, ["weights_", "means_", "covariances_", "lower_bounds_"])
     assert spread and set(spread) == {8}, spread
+    kw = dict(kw, semi_supervised=True)  # labels stream with their rows
+    one = jaxem.GaussianMixture(**kw).fit(x, y)
+    many = jaxem.GaussianMixture(**kw, devices=8).fit(x, y)
+    same(one, many, ["weights_", "means_", "covariances_", "lower_bounds_"])
     spread.clear()
     kw = dict(n_components=2, n_iter=8, tol=-1, random_state=0, chunk_rows=60)
     one = jaxem.GaussianHMM(**kw).fit(X, lengths)

@@ -295,7 +295,7 @@ class GaussianMixture(MixtureEstimator):
                 ``reg_covar``).
         """
         if _streaming.streams(self, X):  # larger than memory: exact EM in chunks
-            return _streaming.fit(self, X, sample_weight, CollapsedComponentWarning)
+            return _streaming.fit(self, X, sample_weight, CollapsedComponentWarning, y)
         super().fit(X, y, sample_weight)
         if self.n_iter_ > 0:
             X = _base.validate_X(self, X, reset=False).astype(self._fit_dtype)
@@ -356,11 +356,11 @@ class GaussianMixture(MixtureEstimator):
             )
         return {**params, **{k: jnp.asarray(v) for k, v in self._inits.items()}}
 
-    def _label_init(self, params0, X, labels):
+    def _label_init(self, params0, X, labels, chunk_rows=None):
         if "means" in self._inits:
             return params0
         k = self.n_components
-        means, counts = _labels.labelled_means(X, labels, k)
+        means, counts = _labels.labelled_means(X, labels, k, chunk_rows)
         known = counts > 0  # (K, d): NaN (missing) entries left out
         return {**params0, "means": jnp.where(known, means, params0["means"])}
 

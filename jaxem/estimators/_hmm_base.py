@@ -331,14 +331,16 @@ class BaseHMM(
             self._after_fit()
         return self
 
-    def _label_init(self, params0, X, labels):
+    def _label_init(self, params0, X, labels, chunk_rows=None):
         """A labelled state's mean-like emission parameter (``_label_letter``)
         starts at the mean of its labelled samples, when drawn from X."""
         letter = getattr(self, "_label_letter", None)
         if letter is None or letter not in self.init_params:
             return params0
         key = self._letters[letter]
-        return _labels.steer_means(params0, key, X, labels, self.n_components)
+        return _labels.steer_means(
+            params0, key, X, labels, self.n_components, chunk_rows
+        )
 
     def _run(self, model, params0, data, lengths, evidence=None):
         tol = self._fit_tol(int(lengths.sum()))

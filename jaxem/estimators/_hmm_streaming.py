@@ -27,7 +27,10 @@ What differs from the in-memory fit, on purpose:
 - ``CategoricalHMM`` without ``n_features`` reads the largest symbol of X in
   one more pass before initialising (the same ``n_features_`` as in memory),
   and ``unvisited_states_`` comes from one more pass at the fitted parameters;
-- ``states`` and ``accelerate`` cannot be combined with streaming;
+- ``states`` (partial state labels) stream with the chunks as their
+  ``latent_evidence``, and the labelled states' means start at the means of
+  their labelled samples, read in chunks, as in memory;
+- ``accelerate`` cannot be combined with streaming;
 - ``devices`` spreads every chunk over this process's devices among them,
   and under ``jax.distributed`` with several processes (``devices`` spanning
   every process equally, ``"all"``) splits X between the processes: every
@@ -44,9 +47,16 @@ import functools
 import jax
 import numpy as np
 
-from .. import _chunk_sources, _chunked, _chunked_processes, _model, _progress
+from .. import (
+    _chunk_sources,
+    _chunked,
+    _chunked_processes,
+    _evidence,
+    _model,
+    _progress,
+)
 from .. import _fit as _fitmod
-from . import _base, _streaming
+from . import _base, _labels, _streaming
 from ._hmm_inference import pad
 from ._hmm_sequences import lengths_or_y, to_padded
 
@@ -111,6 +121,17 @@ class SequenceChunks:
         self.bounds = a + chunk_bounds(lengths[a:b], rows)
         self._checked = np.zeros(len(self.bounds) - 1, dtype=bool)
         self._dtype = None
+        self.labels = None  # (labels, K, dtype): partial state labels
+
+    def evidence(self, i: int, lengths, data):
+        """Chunk ``i``'s ``latent_evidence`` from the state labels, padded as
+        its ``data``; None without labels."""
+        if self.labels is None:
+            return None
+        labels, k, dtype = self.labels
+        a, b = self._offsets[self.bounds[i]], self._offsets[self.bounds[i + 1]]
+        table = to_padded(_labels.log_evidence(labels[a:b], k, dtype), lengths)
+        return _evidence.pad(table, data, 2)
 
     def read(self, i: int, reset: bool = False):
         """Chunk ``i``'s validated (rows, d) samples and (B_i,) lengths."""
@@ -129,7 +150,8 @@ class SequenceChunks:
             data, padded_lengths = pad(
                 self._estimator._to_data(to_padded(x, lengths)), lengths
             )
-            yield _chunk_sources.Batch(data, None, padded_lengths)
+            evidence = self.evidence(i, lengths, data)
+            yield _chunk_sources.Batch(data, None, padded_lengths, evidence)
 
     def largest_symbols(self) -> int:
         """One pass validating every chunk as ``fit`` validates X: the largest
@@ -141,16 +163,11 @@ class SequenceChunks:
         return m
 
 
-def _refuse(estimator, states) -> None:
+def _refuse(estimator) -> None:
     where = (
         "a streamed fit (chunk_rows, or a memory-mapped X over "
         f"{_streaming.STREAM_BYTES >> 20} MiB)"
     )
-    if states is not None:
-        raise ValueError(
-            f"states: partial state labels cannot be combined with {where}; "
-            "fit in memory (chunk_rows=None)"
-        )
     if getattr(estimator, "accelerate", None) is not None:
         raise ValueError(f"accelerate: {where} runs plain EM; give accelerate=None")
 
@@ -206,7 +223,7 @@ def _occupancy(model, params, data, lengths):
 def fit(estimator, X, lengths, states):
     """Fit ``estimator`` (a ``BaseHMM``) by exact EM streamed in chunks."""
     estimator._check_options()
-    _refuse(estimator, states)
+    _refuse(estimator)
     if not isinstance(X, np.ndarray):  # lists, DataFrames: already in memory
         X = estimator._validate_X(X, reset=True)
     if X.ndim != 2:
@@ -214,6 +231,8 @@ def fit(estimator, X, lengths, states):
             f"X: expected a 2-D array (n_samples, n_features), got shape {X.shape}"
         )
     lengths = lengths_or_y(lengths, X.shape[0])
+    k = estimator.n_components
+    labels = _labels.check_labels("states", states, X.shape[0], k)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     rows = int(estimator.chunk_rows or _streaming.DEFAULT_CHUNK_ROWS)
     across, devices = _streaming._placement(getattr(estimator, "devices", None))
@@ -229,6 +248,9 @@ def fit(estimator, X, lengths, states):
         model = estimator._model(X)
         data = estimator._to_data(to_padded(sample, sample_lengths))
         params0 = estimator._draw(model, X, data, sample_lengths, estimator.n_init)
+        if labels is not None:  # as in memory: labelled means, evidence
+            params0 = estimator._label_init(params0, X, labels, rows)
+            source.labels = (labels, k, dtype)
         estimator._fit_dtype = dtype
         if estimator.n_iter == 0:
             return estimator._initialised_only(params0)

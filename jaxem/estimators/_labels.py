@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._chunk_sources import read_rows
+
 
 def check_labels(name: str, labels, n_samples: int, k: int) -> np.ndarray | None:
     """(N,) int labels in [-1, k), or None when absent or all -1.
@@ -47,25 +49,39 @@ def log_evidence(labels: np.ndarray, k: int, dtype) -> np.ndarray:
     return np.where(onehot | free, 0.0, -np.inf).astype(dtype)
 
 
-def labelled_means(X: np.ndarray, labels: np.ndarray, k: int):
+def labelled_means(X: np.ndarray, labels: np.ndarray, k: int, chunk_rows=None):
     """(k, ...) mean of the labelled rows of each value, and (k, ...) how many
     labelled entries each mean has (NaN entries, missing values, are left out;
-    a mean without entries is 0)."""
-    rows = labels >= 0
-    x = np.asarray(X[rows], np.float64)
-    seen = ~np.isnan(x)
+    a mean without entries is 0).
+
+    With ``chunk_rows``, X (a memory map of data larger than memory) is read
+    that many rows at a time with plain reads, never whole.
+    """
     counts = np.zeros((k,) + X.shape[1:], np.int64)
     sums = np.zeros((k,) + X.shape[1:], np.float64)
-    np.add.at(counts, labels[rows], seen)
-    np.add.at(sums, labels[rows], np.where(seen, x, 0.0))
+    step = X.shape[0] if chunk_rows is None else int(chunk_rows)
+    for start in range(0, X.shape[0], max(step, 1)):
+        stop = min(start + step, X.shape[0])
+        mine = labels[start:stop]
+        rows = mine >= 0
+        if not rows.any():
+            continue
+        part = X[start:stop] if chunk_rows is None else read_rows(X, start, stop)
+        x = np.asarray(part[rows], np.float64)
+        seen = ~np.isnan(x)
+        np.add.at(counts, mine[rows], seen)
+        np.add.at(sums, mine[rows], np.where(seen, x, 0.0))
     means = sums / np.maximum(counts, 1)
-    return means.astype(X.dtype), counts
+    return means.astype(X.dtype if X.dtype.kind == "f" else np.float64), counts
 
 
-def steer_means(params0: dict, key: str, X: np.ndarray, labels: np.ndarray, k: int):
+def steer_means(
+    params0: dict, key: str, X: np.ndarray, labels: np.ndarray, k: int, chunk_rows=None
+):
     """``params0`` (restarts first) with ``params0[key]`` of each labelled value
-    set to the mean of its labelled rows (the initial means of a labelled fit).
+    set to the mean of its labelled rows (the initial means of a labelled fit;
+    ``chunk_rows``: X read in chunks, see :func:`labelled_means`).
     """
-    means, counts = labelled_means(X, labels, k)
+    means, counts = labelled_means(X, labels, k, chunk_rows)
     known = counts > 0
     return {**params0, key: np.where(known, means, params0[key])}

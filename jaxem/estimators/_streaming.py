@@ -21,6 +21,9 @@ What differs from the in-memory fit, on purpose:
 - ``collapsed_`` is read from the fitted weights (a component whose weight
   is within round-off of 0), not from one more pass over X;
 - ``accelerate`` cannot be combined with streaming;
+- partial labels (``semi_supervised=True``, ``fit(X, y)``) stream with their
+  rows as ``latent_evidence``; labelled components start at the means of
+  their labelled rows, read in chunks, as in memory;
 - ``devices`` spreads every chunk over this process's devices among them
   (each runs the E-step of its share of the chunk), and under
   ``jax.distributed`` with several processes (``devices`` spanning every
@@ -47,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _chunk_sources, _chunked
-from . import _base, _devices
+from . import _base, _devices, _labels
 
 STREAM_BYTES = 256 * 2**20
 """A ``numpy.memmap`` X larger than this (256 MiB) streams even without
@@ -64,8 +67,9 @@ def streams(estimator, X) -> bool:
     return isinstance(X, np.memmap) and X.nbytes > STREAM_BYTES
 
 
-def fit(estimator, X, sample_weight, warning_category):
-    """Fit ``estimator`` (a ``GaussianMixture``) by exact EM streamed in chunks."""
+def fit(estimator, X, sample_weight, warning_category, y=None):
+    """Fit ``estimator`` (a ``GaussianMixture``) by exact EM streamed in chunks
+    (``y``: partial labels, read when ``semi_supervised``)."""
     estimator._validate_params()
     if getattr(estimator, "accelerate", None) is not None:
         raise ValueError(
@@ -87,6 +91,10 @@ def fit(estimator, X, sample_weight, warning_category):
     estimator._check_parameters(head)
     w = _base.sample_weights(sample_weight, X)
     rows = int(estimator.chunk_rows or DEFAULT_CHUNK_ROWS)
+    k = estimator.n_components
+    labels = None
+    if getattr(estimator, "semi_supervised", False):
+        labels = _labels.check_labels("y", y, n, k)
 
     mine = range(0, n)
     if across:  # this process's contiguous share of the rows
@@ -102,10 +110,17 @@ def fit(estimator, X, sample_weight, warning_category):
         for start in range(mine.start, mine.stop, rows):
             stop = min(start + rows, mine.stop)
             x = _chunk_sources.read_rows(X, start, stop).astype(dtype, copy=False)
-            yield _chunk_sources.Batch(x, None if w is None else w[start:stop])
+            evidence = None
+            if labels is not None:  # partial labels stream with their rows
+                evidence = _labels.log_evidence(labels[start:stop], k, dtype)
+            weights = None if w is None else w[start:stop]
+            yield _chunk_sources.Batch(x, weights, None, evidence)
 
     with _base.precision_for(dtype):
         params0 = _initial_params(estimator, X, w, dtype, rows)
+        warm = estimator.warm_start and hasattr(estimator, "converged_")
+        if labels is not None and not warm:  # labelled means, read in chunks
+            params0 = estimator._label_init(params0, X, labels, rows)
         if estimator.max_iter == 0:
             estimator._set_initialisation(
                 jax.tree.map(lambda a: np.asarray(a[0]), params0)

@@ -278,10 +278,12 @@ def fit_chunked(
             every parameter.
         params0: initial parameters.
         chunks: a re-iterable chunk source: an array or ``numpy.memmap`` (or a
-            ``.npy`` path, memory-mapped) cut into ``chunk_rows`` rows; a list
-            of chunks (arrays, ``.npy`` paths or :class:`Batch` with weights
-            and lengths); or a function returning a fresh iterable of chunks on
-            each call (e.g. a generator function reading files).
+            ``.npy`` path, read with plain reads) cut into ``chunk_rows``
+            rows; a list of chunks (arrays, ``.npy`` paths or :class:`Batch`
+            with weights, lengths and evidence: partial labels as
+            ``jaxem.fit``'s ``latent_evidence``, every chunk or none); or a
+            function returning a fresh iterable of chunks on each call (e.g. a
+            generator function reading files).
         chunk_rows: rows per chunk when ``chunks`` is one array or path.
         max_iter: maximum number of iterations, as for :func:`jaxem.fit`.
         tol: the stopping rule's tolerance, as for :func:`jaxem.fit`.

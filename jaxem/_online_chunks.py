@@ -74,7 +74,7 @@ def fit_online(
         >>> heads = rng.binomial(10, np.where(rng.random(2000) < 0.5, 0.2, 0.9))
         >>> out = jaxem.fit_online(model, params0, heads.astype(float),
         ...                        chunk_rows=250)
-        >>> np.round(np.sort(np.asarray(out.state.params["p"])), 1).tolist()
+        >>> [round(float(p), 1) for p in np.sort(out.state.params["p"])]
         [0.2, 0.9]
     """
     from . import _online

@@ -42,6 +42,45 @@ def test_doctests(name, tmp_path, monkeypatch):
     assert failed == 0, f"{failed} doctest example(s) failed in {name}"
 
 
+FLOAT32_DOCTESTS = """
+import doctest, importlib, os, pkgutil, tempfile
+os.chdir(tempfile.mkdtemp())  # examples that write files write them here
+import jaxem
+names = ["jaxem"] + [
+    info.name
+    for info in pkgutil.walk_packages(jaxem.__path__, "jaxem.")
+    if info.name != "jaxem.__main__" and not info.name.startswith("jaxem.data._")
+]
+failed = []
+for name in names:
+    runner = doctest.DocTestRunner(
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    )
+    module = importlib.import_module(name)
+    for test in doctest.DocTestFinder(exclude_empty=True).find(module, name):
+        if test.examples and runner.run(test, out=lambda text: None).failed:
+            failed.append(test.name)
+print("failed:", failed)
+"""
+
+
+def test_doctests_hold_with_64_bit_off():
+    """The docstrings' examples as a user runs them: JAX's default float32
+    (this test session turns 64-bit on, so they run in a fresh process)."""
+    import os
+
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "JAXEM_NO_CACHE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", FLOAT32_DOCTESTS],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "failed: []" in out.stdout, out.stdout[-3000:]
+
+
 @pytest.mark.parametrize("page", ["getting-started.md", "coins.md"])
 def test_page_snippets_run(page, tmp_path, monkeypatch):
     """The Python blocks of these pages run, in order, as written."""

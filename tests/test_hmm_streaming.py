@@ -121,13 +121,13 @@ def test_streamed_fit_equals_the_in_memory_fit(name, tmp_path, reads):
     assert streamed.fit_status_ == in_memory.fit_status_
     assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
     assert streamed.unvisited_states_.tolist() == in_memory.unvisited_states_.tolist()
-    assert streamed.score(x, LENGTHS) == pytest.approx(in_memory.score(x, LENGTHS))
     # X is read a chunk at a time from the file, never whole: at most
     # CHUNK_ROWS samples a read, but for the one longer sequence.
     assert reads and all(plain for _, plain in reads)
     sizes = {rows for rows, _ in reads}
     assert max(sizes - {LENGTHS.max()}) <= CHUNK_ROWS < LENGTHS.max() < len(x)
     assert sum(rows for rows, _ in reads) >= (streamed.monitor_.iter + 1) * len(x)
+    assert streamed.score(x, LENGTHS) == pytest.approx(in_memory.score(x, LENGTHS))
 
 
 def test_float32_memory_map_stays_float32_and_frozen_letters_stay(tmp_path):
@@ -313,3 +313,27 @@ def test_fit_chunked_refuses_evidence_on_some_chunks_only():
     np.testing.assert_allclose(streamed.params["p"], in_memory.params["p"], rtol=1e-12)
     with pytest.raises(ValueError, match="fit_chunked"):
         jaxem.fit_online(model, p0, both)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_scoring_and_decoding_read_x_in_chunks(tmp_path, reads, name):
+    cls, make, emissions, _, _ = CASES[name]
+    x = make(LENGTHS.sum())
+    mapped = _mapped(tmp_path, x)
+    fitted = _started(cls, emissions, n_iter=3).fit(x, LENGTHS)
+    streamed = _started(cls, emissions, chunk_rows=CHUNK_ROWS)
+    for attr in ["startprob_", "transmat_", *emissions]:
+        setattr(streamed, attr, getattr(fitted, attr))
+    reads.clear()
+    for method in ("score", "score_samples", "predict_proba", "predict", "decode"):
+        got = getattr(streamed, method)(mapped, LENGTHS)
+        want = getattr(fitted, method)(x, LENGTHS)
+        got, want = (v if isinstance(v, tuple) else (v,) for v in (got, want))
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, err_msg=method)
+    got = streamed.decode(mapped, LENGTHS, algorithm="map")
+    want = fitted.decode(x, LENGTHS, algorithm="map")
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-10)
+    np.testing.assert_array_equal(got[1], want[1])
+    assert reads and max({r for r, _ in reads} - {LENGTHS.max()}) <= CHUNK_ROWS
+    assert all(plain for _, plain in reads)

@@ -583,3 +583,36 @@ def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
         jaxem.GaussianMixture(2, chunk_rows=100, accelerate="squarem").fit(mapped)
     with pytest.raises(ValueError, match="chunk_rows"):
         jaxem.GaussianMixture(2, chunk_rows=0).fit(mapped)
+
+
+def test_gaussian_mixture_scores_and_predicts_a_streamed_x_in_chunks(
+    tmp_path, monkeypatch
+):
+    from jaxem import _chunk_sources
+
+    x = _blobs(n=5003, d=3, seed=7)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    streamed = jaxem.GaussianMixture(2, chunk_rows=700, random_state=0).fit(mapped)
+    reads = []
+    real = _chunk_sources.read_rows
+
+    def spy(array, start, stop):
+        reads.append(stop - start)
+        return real(array, start, stop)
+
+    monkeypatch.setattr(_chunk_sources, "read_rows", spy)
+    methods = ("score_samples", "score", "predict_proba", "predict", "bic")
+    chunked = {m: getattr(streamed, m)(mapped) for m in methods}
+    assert reads and max(reads) == 700 and sum(reads) >= 5 * len(x)
+    whole = streamed.set_params(chunk_rows=None)  # the same model, X in memory
+    for method in methods:
+        np.testing.assert_allclose(
+            chunked[method], getattr(whole, method)(x), rtol=1e-10, err_msg=method
+        )
+    # BinomialMixture has no chunk_rows: a (small) memory map scores in memory.
+    heads = np.random.default_rng(0).binomial(10, 0.3, (50, 1))
+    np.save(tmp_path / "heads.npy", heads)
+    coins = jaxem.BinomialMixture(2, n_trials=10, random_state=0).fit(heads)
+    mapped_heads = np.load(tmp_path / "heads.npy", mmap_mode="r")
+    np.testing.assert_array_equal(coins.predict(mapped_heads), coins.predict(heads))

@@ -65,7 +65,8 @@ class GaussianHMM(BaseHMM):
             memory; a ``numpy.memmap`` X over 256 MiB streams by itself
             (65536 samples a chunk). Same iterates as in memory;
             initialisation on a sample of whole sequences of about
-            ``chunk_rows`` samples (see docs/scale.md).
+            ``chunk_rows`` samples (see docs/scale.md). Scoring and
+            decoding read such an X in the same chunks.
         accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
             SQUAREM; ``monitor_.iter`` then counts cycles of three EM steps).
         missing: ``"raise"`` (NaN in X is a ValueError) or ``"marginalize"``:

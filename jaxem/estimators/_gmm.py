@@ -107,7 +107,8 @@ class GaussianMixture(MixtureEstimator):
             ``chunk_rows`` rows (see docs/scale.md). With ``devices``,
             every chunk is spread over the devices; with ``devices="all"``
             under ``jax.distributed`` (several processes), each process
-            streams its own share of X's rows.
+            streams its own share of X's rows. Scoring and prediction read
+            such an X in chunks too.
         accelerate: None for plain EM, or ``"squarem"`` (``jaxem.fit``'s
             SQUAREM: the same optimum in fewer EM steps on slow fits;
             ``n_iter_`` then counts SQUAREM cycles of three EM steps).

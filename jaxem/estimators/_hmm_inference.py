@@ -46,6 +46,14 @@ class HMMInferenceMixin:
         return X, lengths, data, self._dtype(X)
 
     def _e_step(self, X, lengths):
+        from ._hmm_streaming import by_chunks, streams
+
+        if isinstance(X, np.ndarray) and streams(self, X):
+            return by_chunks(self, X, lengths, self._e_step_in_memory)
+        return self._e_step_in_memory(X, lengths)
+
+    def _e_step_in_memory(self, X, lengths):
+        """Total log-likelihood and (n_samples, K) posteriors of X in memory."""
         X, lengths, data, dtype = self._inference(X, lengths)
         b, t = jax.tree.leaves(data)[0].shape[:2]
         padded, padded_lengths = pad(data, lengths)
@@ -99,6 +107,14 @@ class HMMInferenceMixin:
         if algorithm == "map":
             _, posteriors = self._e_step(X, lengths)
             return float(posteriors.max(axis=1).sum()), posteriors.argmax(axis=1)
+        from ._hmm_streaming import by_chunks, streams
+
+        if isinstance(X, np.ndarray) and streams(self, X):
+            return by_chunks(self, X, lengths, self._viterbi)
+        return self._viterbi(X, lengths)
+
+    def _viterbi(self, X, lengths):
+        """``decode(X, lengths, "viterbi")`` of X in memory."""
         X, lengths, data, dtype = self._inference(X, lengths)
         b, t = jax.tree.leaves(data)[0].shape[:2]
         padded, padded_lengths = pad(data, lengths)

@@ -31,6 +31,9 @@ What differs from the in-memory fit, on purpose:
   ``latent_evidence``, and the labelled states' means start at the means of
   their labelled samples, read in chunks, as in memory;
 - ``accelerate`` cannot be combined with streaming;
+- ``score``, ``score_samples``, ``predict_proba``, ``decode`` and ``predict``
+  read such an X in the same chunks of whole sequences (:func:`by_chunks`),
+  with the same results as for X in memory;
 - ``devices`` spreads every chunk over this process's devices among them,
   and under ``jax.distributed`` with several processes (``devices`` spanning
   every process equally, ``"all"``) splits X between the processes: every
@@ -161,6 +164,24 @@ class SequenceChunks:
             self.read(i, reset=True)
             m = max(m, int(self._estimator._n_features))
         return m
+
+
+def by_chunks(estimator, X, lengths, method):
+    """``method(x, lengths)`` (a ``(float, (n, ...) array)`` of whole
+    sequences in memory: scoring, posteriors, decoding) over X in chunks of
+    whole sequences of at most ``chunk_rows`` samples, read with plain reads:
+    the floats summed, the arrays concatenated, as for all of X at once."""
+    lengths = lengths_or_y(lengths, X.shape[0])
+    rows = int(getattr(estimator, "chunk_rows", None) or _streaming.DEFAULT_CHUNK_ROWS)
+    bounds = chunk_bounds(lengths, rows)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    total, parts = 0.0, []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        x = _chunk_sources.read_rows(X, int(offsets[a]), int(offsets[b]))
+        value, part = method(x, lengths[a:b])
+        total += value
+        parts.append(part)
+    return total, np.concatenate(parts)
 
 
 def _refuse(estimator) -> None:

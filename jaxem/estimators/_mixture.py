@@ -21,10 +21,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _buckets, _progress
+from .. import _buckets, _chunk_sources, _progress
 from .. import _fit as _fitmod
 from .._io import SaveLoadMixin
-from . import _base, _devices, _labels
+from . import _base, _devices, _labels, _streaming
 
 
 class CollapsedComponentWarning(UserWarning):
@@ -246,9 +246,23 @@ class MixtureEstimator(
             params = self._attributes_to_params(self._fit_dtype)
             return _padded_log_resp(model, params, self._to_data(X))
 
+    def _log_resp_parts(self, X):
+        """``_log_resp`` of X's rows, chunk by chunk: all of X at once, or,
+        for an X that ``fit`` would stream (``chunk_rows`` set, or a memory
+        map over 256 MiB), ``chunk_rows`` rows at a time, read with plain
+        reads (X is never loaded whole)."""
+        if not (isinstance(X, np.ndarray) and _streaming.streams(self, X)):
+            yield self._log_resp(X)
+            return
+        _base.check_fitted(self)
+        rows = int(getattr(self, "chunk_rows", None) or _streaming.DEFAULT_CHUNK_ROWS)
+        for start in range(0, X.shape[0], rows):
+            stop = min(start + rows, X.shape[0])
+            yield self._log_resp(_chunk_sources.read_rows(X, start, stop))
+
     def score_samples(self, X) -> np.ndarray:
         """Log-likelihood of each sample, (N,)."""
-        return self._log_resp(X)[0]
+        return np.concatenate([lp for lp, _ in self._log_resp_parts(X)])
 
     def score(self, X, y=None) -> float:
         """Average log-likelihood per sample."""
@@ -256,11 +270,12 @@ class MixtureEstimator(
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior probability of each component, (N, K); rows sum to 1."""
-        return np.exp(self._log_resp(X)[1])
+        return np.concatenate([np.exp(lr) for _, lr in self._log_resp_parts(X)])
 
     def predict(self, X) -> np.ndarray:
         """Most likely component of each sample, (N,) int."""
-        return np.argmax(self._log_resp(X)[1], axis=1)
+        parts = self._log_resp_parts(X)
+        return np.concatenate([np.argmax(lr, axis=1) for _, lr in parts])
 
     def sample(self, n_samples: int = 1):
         """Draw ``n_samples`` from the fitted mixture: ``(X, labels)``.

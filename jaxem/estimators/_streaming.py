@@ -62,7 +62,7 @@ DEFAULT_CHUNK_ROWS = 65536
 
 def streams(estimator, X) -> bool:
     """True when ``fit`` should stream X in chunks."""
-    if estimator.chunk_rows is not None:
+    if getattr(estimator, "chunk_rows", None) is not None:
         return True
     return isinstance(X, np.memmap) and X.nbytes > STREAM_BYTES
 

@@ -82,7 +82,8 @@ def _agree_on_start(params, template, error) -> None:
 
 
 def across(params, start, run_pass):
-    """``(first, run_pass)`` for a fit over every process of jax.distributed.
+    """``(first, zeros, run_pass)`` for a fit over every process of
+    jax.distributed.
 
     ``start()`` returns the first chunk and zero totals (it runs the start's
     checks); its failure in any process, or different ``params`` or totals'
@@ -106,4 +107,4 @@ def across(params, start, run_pass):
         # The same sum, in the same order, in every process.
         return _unflat(rows.sum(axis=0), template)
 
-    return first, summed
+    return first, template, summed

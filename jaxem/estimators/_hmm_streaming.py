@@ -44,7 +44,6 @@ What differs from the in-memory fit, on purpose:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import jax
@@ -52,7 +51,6 @@ import numpy as np
 
 from .. import (
     _chunk_sources,
-    _chunked,
     _chunked_processes,
     _evidence,
     _model,
@@ -172,7 +170,7 @@ def by_chunks(estimator, X, lengths, method):
     whole sequences of at most ``chunk_rows`` samples, read with plain reads:
     the floats summed, the arrays concatenated, as for all of X at once."""
     lengths = lengths_or_y(lengths, X.shape[0])
-    rows = int(getattr(estimator, "chunk_rows", None) or _streaming.DEFAULT_CHUNK_ROWS)
+    rows = _streaming.chunk_rows(estimator)
     bounds = chunk_bounds(lengths, rows)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     total, parts = 0.0, []
@@ -255,7 +253,7 @@ def fit(estimator, X, lengths, states):
     k = estimator.n_components
     labels = _labels.check_labels("states", states, X.shape[0], k)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    rows = int(estimator.chunk_rows or _streaming.DEFAULT_CHUNK_ROWS)
+    rows = _streaming.chunk_rows(estimator)
     across, devices = _streaming._placement(getattr(estimator, "devices", None))
     span = _share(offsets) if across else None
     source = SequenceChunks(estimator, X, lengths, rows, span)
@@ -321,26 +319,16 @@ def _fit_restarts(
     estimator, model, params0, source, n_steps: int, across=False, devices=None
 ):
     """The best of ``n_init`` streamed fits, run one after the other."""
-    progress = (
-        _base.progress_printer(estimator._name, estimator.n_iter)
-        if estimator.verbose
-        else contextlib.nullcontext()
+    stacked = _streaming.fit_restarts(
+        estimator,
+        model,
+        params0,
+        source,
+        int(estimator.n_iter),
+        tol=estimator._fit_tol(n_steps),
+        frozen=estimator._frozen(),
+        validate=False,  # the source validates each chunk, as in memory
+        across_processes=across,
+        devices=devices,
     )
-    results = []
-    with progress as callback:
-        for r in range(int(estimator.n_init)):
-            result = _chunked.fit_chunked(
-                model,
-                _base.take(params0, r),
-                source,
-                max_iter=int(estimator.n_iter),
-                tol=estimator._fit_tol(n_steps),
-                frozen=estimator._frozen(),
-                callback=callback,
-                validate=False,  # the source validates each chunk, as in memory
-                across_processes=across,
-                devices=devices,
-            )
-            results.append(jax.tree.map(np.asarray, result))
-    stacked = jax.tree.map(lambda *a: np.stack(a), *results)
     return _base.take(stacked, _base.best_restart(stacked))

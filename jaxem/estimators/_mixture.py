@@ -255,7 +255,7 @@ class MixtureEstimator(
             yield self._log_resp(X)
             return
         _base.check_fitted(self)
-        rows = int(getattr(self, "chunk_rows", None) or _streaming.DEFAULT_CHUNK_ROWS)
+        rows = _streaming.chunk_rows(self)
         for start in range(0, X.shape[0], rows):
             stop = min(start + rows, X.shape[0])
             yield self._log_resp(_chunk_sources.read_rows(X, start, stop))

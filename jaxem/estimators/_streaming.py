@@ -60,6 +60,36 @@ DEFAULT_CHUNK_ROWS = 65536
 """Rows per chunk when a memory map streams without ``chunk_rows``."""
 
 
+def chunk_rows(estimator) -> int:
+    """Rows (samples) a chunk of a streamed X: the estimator's ``chunk_rows``,
+    or :data:`DEFAULT_CHUNK_ROWS` for a memory map that streams by itself."""
+    return int(getattr(estimator, "chunk_rows", None) or DEFAULT_CHUNK_ROWS)
+
+
+def fit_restarts(estimator, model, params0, chunks, max_iter: int, **kwargs):
+    """``fit_chunked`` from each start of ``params0`` (leading axis R), one
+    after the other, under the estimator's progress printer: the (R, ...)
+    stacked results, host arrays. ``kwargs`` go to ``fit_chunked``."""
+    progress = (
+        _base.progress_printer(estimator._name, max_iter)
+        if estimator.verbose
+        else contextlib.nullcontext()
+    )
+    results = []
+    with progress as callback:
+        for r in range(jax.tree.leaves(params0)[0].shape[0]):
+            result = _chunked.fit_chunked(
+                model,
+                _base.take(params0, r),
+                chunks,
+                max_iter=max_iter,
+                callback=callback,
+                **kwargs,
+            )
+            results.append(jax.tree.map(np.asarray, result))
+    return jax.tree.map(lambda *a: np.stack(a), *results)
+
+
 def streams(estimator, X) -> bool:
     """True when ``fit`` should stream X in chunks."""
     if getattr(estimator, "chunk_rows", None) is not None:
@@ -90,7 +120,7 @@ def fit(estimator, X, sample_weight, warning_category, y=None):
     _base.check_n_components(estimator.n_components, n)
     estimator._check_parameters(head)
     w = _base.sample_weights(sample_weight, X)
-    rows = int(estimator.chunk_rows or DEFAULT_CHUNK_ROWS)
+    rows = chunk_rows(estimator)
     k = estimator.n_components
     labels = None
     if getattr(estimator, "semi_supervised", False):
@@ -126,29 +156,15 @@ def fit(estimator, X, sample_weight, warning_category, y=None):
                 jax.tree.map(lambda a: np.asarray(a[0]), params0)
             )
             return estimator
-        model = estimator._model(X.shape[1])
-        progress = (
-            _base.progress_printer(estimator._name, estimator.max_iter)
-            if estimator.verbose
-            else contextlib.nullcontext()
-        )
-        results = []
-        with progress as callback:
-            for r in range(jax.tree.leaves(params0)[0].shape[0]):
-                results.append(
-                    _chunked.fit_chunked(
-                        model,
-                        _base.take(params0, r),
-                        chunks,
-                        max_iter=estimator.max_iter,
-                        tol=float(estimator.tol),
-                        callback=callback,
-                        across_processes=across,
-                        devices=devices,
-                    )
-                )
-        stacked = jax.tree.map(
-            lambda *a: np.stack([np.asarray(v) for v in a]), *results
+        stacked = fit_restarts(
+            estimator,
+            estimator._model(X.shape[1]),
+            params0,
+            chunks,
+            estimator.max_iter,
+            tol=float(estimator.tol),
+            across_processes=across,
+            devices=devices,
         )
         n_obs = float(n if w is None else w.sum())
         estimator._keep_best(stacked, n_obs, head, False)

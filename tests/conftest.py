@@ -8,6 +8,7 @@ matters, in a subprocess with x64 off.
 import os
 
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -19,6 +20,23 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # own default cache (a user's ~/.cache) out of the tests and of the
 # subprocesses they start; the cache tests set up their own.
 os.environ.setdefault("JAXEM_NO_CACHE", "1")
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """(rows, plain read of a memory map's file) of every chunk a streamed fit
+    or scoring reads of X (``jaxem._chunk_sources.read_rows``)."""
+    from jaxem import _chunk_sources
+
+    seen = []
+    real = _chunk_sources.read_rows
+
+    def spy(array, start, stop):
+        seen.append((stop - start, _chunk_sources._mapped_file(array)))
+        return real(array, start, stop)
+
+    monkeypatch.setattr(_chunk_sources, "read_rows", spy)
+    return seen
 
 
 def pytest_runtest_teardown(item, nextitem):

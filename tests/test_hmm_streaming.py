@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxem
-from jaxem import _chunk_sources, _chunked
+from jaxem import _chunked
 from jaxem.estimators import _hmm_base, _hmm_streaming, _streaming
 
 # Short sequences (at most 4 in a chunk of 45 samples: one padded shape) and
@@ -82,20 +82,6 @@ def _started(cls, emissions, **kw):
 def _mapped(tmp_path, x, name="x.npy"):
     np.save(tmp_path / name, x)
     return np.load(tmp_path / name, mmap_mode="r")
-
-
-@pytest.fixture
-def reads(monkeypatch):
-    """(rows, plain read of a memory map's file) of every read of X."""
-    seen = []
-    real = _chunk_sources.read_rows
-
-    def spy(array, start, stop):
-        seen.append((stop - start, _chunk_sources._mapped_file(array)))
-        return real(array, start, stop)
-
-    monkeypatch.setattr(_chunk_sources, "read_rows", spy)
-    return seen
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -538,9 +538,9 @@ def test_labels_with_missing_values_start_from_the_observed_entries():
     assert np.all(np.isfinite(hmm.means_)) and hmm.predict(x, [100, 80])[0] == 0
 
 
-def test_streamed_gaussian_mixture_reads_partial_labels_with_their_rows(tmp_path):
-    from jaxem import _chunk_sources
-
+def test_streamed_gaussian_mixture_reads_partial_labels_with_their_rows(
+    tmp_path, reads
+):
     rng = np.random.default_rng(4)
     n = 3001
     z = (rng.random(n) < 0.4).astype(int)
@@ -561,19 +561,9 @@ def test_streamed_gaussian_mixture_reads_partial_labels_with_their_rows(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         in_memory = jaxem.GaussianMixture(**kw).fit(x, y)
-        reads = []
-        real = _chunk_sources.read_rows
-
-        def spy(array, start, stop):
-            reads.append(stop - start)
-            return real(array, start, stop)
-
-        _chunk_sources.read_rows = spy
-        try:
-            streamed = jaxem.GaussianMixture(**kw, chunk_rows=700).fit(mapped, y)
-        finally:
-            _chunk_sources.read_rows = real
-    assert reads and max(reads) <= 700
+        reads.clear()
+        streamed = jaxem.GaussianMixture(**kw, chunk_rows=700).fit(mapped, y)
+    assert reads and max(r for r, _ in reads) <= 700
     for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
         np.testing.assert_allclose(
             getattr(streamed, name), getattr(in_memory, name), rtol=1e-10

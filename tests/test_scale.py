@@ -523,11 +523,10 @@ def test_estimators_with_devices_equal_one_device():
 
 
 def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, reads
 ):
     import tracemalloc
 
-    from jaxem import _chunk_sources
     from jaxem.estimators import _streaming
 
     x = _blobs(n=200_003, d=8, seed=5)
@@ -543,14 +542,6 @@ def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
         tol=1e-8,
     )
     in_memory = jaxem.GaussianMixture(**kw).fit(x, sample_weight=w)
-    reads = []
-    real_read = _chunk_sources.read_rows
-
-    def spy(array, start, stop):
-        reads.append((stop - start, _chunk_sources._mapped_file(array)))
-        return real_read(array, start, stop)
-
-    monkeypatch.setattr(_chunk_sources, "read_rows", spy)
     streamed = jaxem.GaussianMixture(**kw, chunk_rows=10_000)
     streamed.fit(mapped, sample_weight=w)  # compiles
     tracemalloc.start()
@@ -585,26 +576,16 @@ def test_gaussian_mixture_streams_a_memory_map_without_loading_it(
         jaxem.GaussianMixture(2, chunk_rows=0).fit(mapped)
 
 
-def test_gaussian_mixture_scores_and_predicts_a_streamed_x_in_chunks(
-    tmp_path, monkeypatch
-):
-    from jaxem import _chunk_sources
-
+def test_gaussian_mixture_scores_and_predicts_a_streamed_x_in_chunks(tmp_path, reads):
     x = _blobs(n=5003, d=3, seed=7)
     np.save(tmp_path / "x.npy", x)
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
     streamed = jaxem.GaussianMixture(2, chunk_rows=700, random_state=0).fit(mapped)
-    reads = []
-    real = _chunk_sources.read_rows
-
-    def spy(array, start, stop):
-        reads.append(stop - start)
-        return real(array, start, stop)
-
-    monkeypatch.setattr(_chunk_sources, "read_rows", spy)
+    reads.clear()
     methods = ("score_samples", "score", "predict_proba", "predict", "bic")
     chunked = {m: getattr(streamed, m)(mapped) for m in methods}
-    assert reads and max(reads) == 700 and sum(reads) >= 5 * len(x)
+    rows = [r for r, _ in reads]
+    assert rows and max(rows) == 700 and sum(rows) >= 5 * len(x)
     whole = streamed.set_params(chunk_rows=None)  # the same model, X in memory
     for method in methods:
         np.testing.assert_allclose(

@@ -134,6 +134,27 @@ def read_rows(array, start: int, stop: int) -> np.ndarray:
     return out
 
 
+def read_indexed_rows(array, index: np.ndarray) -> np.ndarray:
+    """A copy of ``array[index]`` (sorted row indices); from a memory map, by
+    plain reads of those rows.
+
+    Indexing a memory map would map every page it touches into the process:
+    a sample of rows spread evenly over a file touches most of its pages, and
+    they stay resident (a 65,536-row sample of a 320 MB file mapped 305 MB).
+    """
+    if not _mapped_file(array):
+        return np.asarray(array[index])
+    row = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+    out = aligned_empty((len(index),) + array.shape[1:], array.dtype)
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    with open(array.filename, "rb") as f:
+        for i, r in enumerate(np.asarray(index, np.int64)):
+            piece = view[i * row : (i + 1) * row]
+            if os.preadv(f.fileno(), [piece], array.offset + int(r) * row) != row:
+                raise ValueError(f"chunks: {str(array.filename)!r} is truncated")
+    return out
+
+
 def _array_chunks(array, chunk_rows: int) -> Iterator[Any]:
     for start in range(0, array.shape[0], chunk_rows):
         yield read_rows(array, start, min(start + chunk_rows, array.shape[0]))

@@ -597,3 +597,16 @@ def test_gaussian_mixture_scores_and_predicts_a_streamed_x_in_chunks(tmp_path, r
     coins = jaxem.BinomialMixture(2, n_trials=10, random_state=0).fit(heads)
     mapped_heads = np.load(tmp_path / "heads.npy", mmap_mode="r")
     np.testing.assert_array_equal(coins.predict(mapped_heads), coins.predict(heads))
+
+
+def test_indexed_rows_of_a_memory_map_are_read_not_mapped(tmp_path):
+    from jaxem import _chunk_sources
+
+    x = _blobs(n=2000, d=3, seed=8)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    index = np.unique(np.linspace(0, 1999, 300).astype(np.int64))
+    got = _chunk_sources.read_indexed_rows(mapped, index)
+    np.testing.assert_array_equal(got, x[index])
+    assert not isinstance(got, np.memmap) and got.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(_chunk_sources.read_indexed_rows(x, index), x[index])

@@ -210,7 +210,7 @@ def _initial_params(estimator, X, w, dtype, rows):
         index = np.arange(min(n, estimator.n_components))
     else:
         index = np.unique(np.linspace(0, n - 1, min(n, rows)).astype(np.int64))
-    sample = jnp.asarray(np.asarray(X[index], dtype))
+    sample = jnp.asarray(_chunk_sources.read_indexed_rows(X, index).astype(dtype))
     weights = None if w is None else jnp.asarray(w[index])
     key = _base.check_random_state(estimator.random_state)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(estimator.n_init))

@@ -147,10 +147,7 @@ def fit(estimator, X, sample_weight, warning_category, y=None):
             yield _chunk_sources.Batch(x, weights, None, evidence)
 
     with _base.precision_for(dtype):
-        params0 = _initial_params(estimator, X, w, dtype, rows)
-        warm = estimator.warm_start and hasattr(estimator, "converged_")
-        if labels is not None and not warm:  # labelled means, read in chunks
-            params0 = estimator._label_init(params0, X, labels, rows)
+        params0 = _initial_params(estimator, X, w, dtype, rows, labels)
         if estimator.max_iter == 0:
             estimator._set_initialisation(
                 jax.tree.map(lambda a: np.asarray(a[0]), params0)
@@ -199,9 +196,10 @@ def _placement(devices) -> tuple[bool, list[jax.Device] | None]:
     return across, [d for d in resolved if d.process_index == jax.process_index()]
 
 
-def _initial_params(estimator, X, w, dtype, rows):
+def _initial_params(estimator, X, w, dtype, rows, labels=None):
     """(R, ...) initial parameters: the fitted ones (warm start), or drawn from
-    an evenly spread sample of ``rows`` rows of X."""
+    an evenly spread sample of ``rows`` rows of X, labelled components at the
+    means of their labelled rows (read ``rows`` at a time)."""
     if estimator.warm_start and hasattr(estimator, "converged_"):
         params = estimator._attributes_to_params(dtype)
         return jax.tree.map(lambda a: jnp.asarray(a)[None], params)
@@ -214,4 +212,7 @@ def _initial_params(estimator, X, w, dtype, rows):
     weights = None if w is None else jnp.asarray(w[index])
     key = _base.check_random_state(estimator.random_state)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(estimator.n_init))
-    return jax.vmap(lambda k: estimator._init_params(k, sample, weights))(keys)
+    params0 = jax.vmap(lambda k: estimator._init_params(k, sample, weights))(keys)
+    if labels is None:
+        return params0
+    return estimator._label_init(params0, X, labels, rows)

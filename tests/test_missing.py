@@ -149,20 +149,25 @@ def _start(ctype, d=3, k=2):
 # ------------------------------------------------------------------ GMM tests
 
 
+def _assert_matches_reference(result, ref, history, n_iter):
+    """``result`` ran ``n_iter`` iterations to the numpy reference's
+    parameters and history, and its history never decreased."""
+    assert int(result.n_iter) == n_iter
+    for name in ref:
+        np.testing.assert_allclose(
+            result.params[name], ref[name], rtol=1e-10, atol=1e-10
+        )
+    np.testing.assert_allclose(result.history[:n_iter], history[:n_iter], rtol=1e-11)
+    assert np.all(np.diff(np.asarray(result.history[:n_iter])) >= 0)
+
+
 @pytest.mark.parametrize("ctype", ["full", "diag", "spherical", "tied"])
 def test_gmm_matches_numpy_reference(ctype):
     x = _mixture_data()
     params0 = _start(ctype)
     model = jaxem.models.gaussian_mixture(2, 3, ctype, 1e-6, missing="marginalize")
     result = jaxem.fit(model, params0, missing_data(x), max_iter=6, tol=0.0)
-    ref, history = numpy_gmm_em(x, params0, ctype, 6, 1e-6)
-    assert int(result.n_iter) == 6
-    for name in ref:
-        np.testing.assert_allclose(
-            result.params[name], ref[name], rtol=1e-10, atol=1e-10
-        )
-    np.testing.assert_allclose(result.history[:6], history[:6], rtol=1e-11)
-    assert np.all(np.diff(np.asarray(result.history[:6])) >= 0)
+    _assert_matches_reference(result, *numpy_gmm_em(x, params0, ctype, 6, 1e-6), 6)
 
 
 def _draw(n, seed):
@@ -472,14 +477,7 @@ def test_hmm_matches_numpy_reference(emission):
     else:
         model = jaxem.models.gaussian_hmm(2, 3, emission, missing="marginalize")
     result = jaxem.fit(model, params0, missing_data(x), max_iter=5, tol=0.0)
-    ref, history = numpy_hmm_em(x, params0, emission, 5)
-    assert int(result.n_iter) == 5
-    for name in ref:
-        np.testing.assert_allclose(
-            result.params[name], ref[name], rtol=1e-10, atol=1e-10
-        )
-    np.testing.assert_allclose(result.history[:5], history[:5], rtol=1e-11)
-    assert np.all(np.diff(np.asarray(result.history[:5])) >= 0)
+    _assert_matches_reference(result, *numpy_hmm_em(x, params0, emission, 5), 5)
 
 
 def _set(est, params):

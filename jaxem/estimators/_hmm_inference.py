@@ -45,12 +45,17 @@ class HMMInferenceMixin:
         X, lengths, data = self._prepare(X, lengths, reset=False)
         return X, lengths, data, self._dtype(X)
 
-    def _e_step(self, X, lengths):
+    def _whole_or_in_chunks(self, method, X, lengths):
+        """``method(X, lengths)`` (a float and per-sample rows), or, for an X
+        that ``fit`` would stream, the same over chunks of whole sequences."""
         from ._hmm_streaming import by_chunks, streams
 
         if isinstance(X, np.ndarray) and streams(self, X):
-            return by_chunks(self, X, lengths, self._e_step_in_memory)
-        return self._e_step_in_memory(X, lengths)
+            return by_chunks(self, X, lengths, method)
+        return method(X, lengths)
+
+    def _e_step(self, X, lengths):
+        return self._whole_or_in_chunks(self._e_step_in_memory, X, lengths)
 
     def _e_step_in_memory(self, X, lengths):
         """Total log-likelihood and (n_samples, K) posteriors of X in memory."""
@@ -107,11 +112,7 @@ class HMMInferenceMixin:
         if algorithm == "map":
             _, posteriors = self._e_step(X, lengths)
             return float(posteriors.max(axis=1).sum()), posteriors.argmax(axis=1)
-        from ._hmm_streaming import by_chunks, streams
-
-        if isinstance(X, np.ndarray) and streams(self, X):
-            return by_chunks(self, X, lengths, self._viterbi)
-        return self._viterbi(X, lengths)
+        return self._whole_or_in_chunks(self._viterbi, X, lengths)
 
     def _viterbi(self, X, lengths):
         """``decode(X, lengths, "viterbi")`` of X in memory."""
